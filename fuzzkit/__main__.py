@@ -1,0 +1,5 @@
+import sys
+
+from fuzzkit.cli import main
+
+sys.exit(main())

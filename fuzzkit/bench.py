@@ -1,0 +1,50 @@
+"""``fuzzkit bench``: emulator throughput on a canonical mixed workload.
+
+The workload is fixed (seeded generation of programs of 32 ops from the full op table, random
+interleaving, rare injected failures) so figures are comparable between commits. Oracles are
+on, as in a campaign. Figures are wall-clock and belong in notes, never in tests.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass
+
+from fuzzkit.generate import random_program
+from fuzzkit.machine.choices import RandomChoices
+from fuzzkit.runner import Session
+
+
+@dataclass
+class BenchFigure:
+    name: str
+    cpus: int
+    programs: int
+    steps: int
+    seconds: float
+    findings: int
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "steps_per_second": round(self.steps_per_second)}
+
+
+def emulator_throughput(
+    session: Session, arch: str, revision: str, cpus: int, programs: int, seed: int = 1
+) -> BenchFigure:
+    kernel = session.kernel(arch, revision, cpus)
+    rng = random.Random(seed)
+    progs = [random_program(kernel, rng, 32) for _ in range(programs)]
+    inject = {p: 0.01 for p in kernel.injection_points}
+    steps = findings = 0
+    start = time.perf_counter()
+    for i, prog in enumerate(progs):
+        result = session.run(prog, choices=RandomChoices(seed + i, inject=inject))
+        steps += result.steps
+        findings += result.finding is not None
+    elapsed = time.perf_counter() - start
+    return BenchFigure(f"emulator {arch}/{revision}", cpus, programs, steps, elapsed, findings)

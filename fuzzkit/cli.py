@@ -1,0 +1,244 @@
+"""The ``fuzzkit`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from fuzzkit import __version__
+from fuzzkit.errors import FuzzkitError
+from fuzzkit.plugins import load_registry
+from fuzzkit.program import load
+from fuzzkit.registry import DEFAULT_REVISION, Registry
+from fuzzkit.runner import Session, ops_table, trace_json, trace_table
+
+#: Exit codes: a clean run, a run that found something, and bad input or configuration.
+EXIT_CLEAN, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "corpora" / "examples"
+
+DESCRIPTION = """\
+fuzzkit fuzzes a model of BPF arena direct kernel access: arena pages reachable from kernel
+code, a per-arena scratch page the arch fault hook installs into empty PTEs, and the
+struct_ops / sched_ext code built on it. Plugins provide arches, subsystems and design
+variants; see 'fuzzkit plugins'.
+
+exit status: 0 clean, 1 an invariant was violated, 2 bad input or configuration.
+"""
+
+EPILOG = """\
+examples:
+  fuzzkit run                          replay the bundled example programs
+  fuzzkit replay corpora/examples/scratch_install.json
+  fuzzkit -p no:arm64 plugins          list plugins with arm64 disabled
+  FUZZKIT_DISABLE_PLUGIN_AUTOLOAD=1 fuzzkit -p x86 -p arena plugins
+"""
+
+
+def _plugin_args(p: argparse.ArgumentParser, dest: str) -> None:
+    # The main parser and each subcommand keep separate lists (argparse lets a subparser's
+    # default overwrite the main parser's value), merged in _registry.
+    p.add_argument(
+        "-p",
+        dest=dest,
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="'no:NAME' disables plugin NAME; 'NAME' loads it when autoload is off "
+        "(FUZZKIT_DISABLE_PLUGIN_AUTOLOAD=1). Repeatable.",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _plugin_args(common, "sub_plugin_flags")
+    parser = argparse.ArgumentParser(
+        prog="fuzzkit",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _plugin_args(parser, "plugin_flags")
+    parser.add_argument("--version", action="version", version=f"fuzzkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", parents=[common], help="list loaded plugins and what each registered")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="run program files exactly as recorded and print the step trace",
+        description="Run each program with its recorded choices. Prints the ops with their "
+        "results, the step trace (one column per CPU) and any finding. Replay is exact: the "
+        "same file always gives the same trace.",
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--json", action="store_true", help="machine-readable output, one object per file")
+    p.add_argument("--no-trace", action="store_true", help="omit the step trace")
+
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="the default job: replay every bundled example program and summarise",
+    )
+    p.add_argument("dir", nargs="?", type=Path, default=EXAMPLES, help=f"folder of programs (default {EXAMPLES})")
+
+    p = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="measure emulator steps per second on a canonical workload",
+        description="Emulator steps per second on seeded programs of 32 ops drawn from the "
+        "whole op table, oracles on, for 1 and 2 CPUs.",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--programs", type=int, default=300, help="programs per configuration (default 300)")
+    p.add_argument("--arch", default=None, help="arch to measure (default: the first loaded)")
+    return parser
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    flags: list[str] = args.plugin_flags + getattr(args, "sub_plugin_flags", [])
+    disable = [f[3:] for f in flags if f.startswith("no:")]
+    enable = [f for f in flags if not f.startswith("no:")]
+    return load_registry(disable=disable, enable=enable)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    what: dict[str, dict[str, list[str]]] = {p.name: {} for p in reg.plugins}
+
+    def add(plugin: str, kind: str, name: str) -> None:
+        what.setdefault(plugin, {}).setdefault(kind, []).append(name)
+
+    for name, (_, plugin) in sorted(reg.arches.items()):
+        add(plugin, "arches", name)
+    for (name, rev), prim in sorted(reg.primitives.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        add(prim.plugin, "primitives", name + (f"[{rev}]" if rev else ""))
+    for name, rep in sorted(reg.replacements.items()):
+        add(rep.plugin, "replaces", f"{name}: {rep.reason}")
+    for name, st in sorted(reg.fault_stages.items()):
+        add(st.plugin, "fault_stages", name)
+    for name, ip in sorted(reg.injection_points.items()):
+        add(ip.plugin, "injection_points", name)
+    for op in reg.op_table():
+        add(op.plugin, "ops", op.id)
+    for (sid, name), inv in sorted(reg.invariants.items()):
+        add(inv.plugin, "invariants", f"{sid}/{name}" + (f" ({inv.arch} only)" if inv.arch else ""))
+    if args.json:
+        out = [
+            {"name": p.name, "version": p.version, "distribution": p.distribution, "module": p.module,
+             "registered": what.get(p.name, {})}
+            for p in reg.plugins
+        ]
+        print(json.dumps({"plugins": out, "op_table": reg.fingerprint()}, indent=2))
+        return EXIT_CLEAN
+    rows = [
+        [p.name, p.version, p.distribution,
+         "\n".join(f"{k}: {', '.join(v)}" for k, v in what.get(p.name, {}).items()) or "-"]
+        for p in reg.plugins
+    ]
+    print(tabulate(rows, headers=["plugin", "version", "distribution", "registered"], tablefmt="simple",
+                   maxcolwidths=[None, None, None, 90]))
+    print(f"\nop table fingerprint: {reg.fingerprint()}")
+    return EXIT_CLEAN
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    session = Session(_registry(args))
+    worst = EXIT_CLEAN
+    docs: list[dict[str, Any]] = []
+    for path in args.files:
+        prog = load(path)
+        result = session.run(prog, trace=True, source=str(path))
+        worst = max(worst, EXIT_FINDING if result.finding else EXIT_CLEAN)
+        if args.json:
+            docs.append({
+                "file": str(path),
+                "config": {"arch": prog.arch, "revision": prog.revision, "cpus": prog.cpus},
+                "steps": result.steps,
+                "results": {str(k): v for k, v in sorted(result.results.items())},
+                "finding": result.finding.to_json() if result.finding else None,
+                "trace": trace_json(result.trace or []),
+            })
+            continue
+        print(f"== {path} ({prog.arch}, {prog.revision}, {prog.cpus} cpu{'s' if prog.cpus > 1 else ''})")
+        if prog.description:
+            print(prog.description)
+        print()
+        print(ops_table(prog, result))
+        if not args.no_trace:
+            print()
+            print(trace_table(result.trace or [], prog.cpus))
+        print()
+        if result.finding:
+            print(f"FINDING: {result.finding.title}  (cpu{result.finding.cpu}, step {result.finding.step})")
+        else:
+            print(f"clean: no invariant violated in {result.steps} steps")
+        print()
+    if args.json:
+        print(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))
+    return worst
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    files = sorted(args.dir.glob("*.json"))
+    if not files:
+        raise FuzzkitError(f"{args.dir}: no program files (*.json) found")
+    session = Session(_registry(args))
+    rows = []
+    found = 0
+    for path in files:
+        prog = load(path)
+        result = session.run(prog, source=str(path))
+        found += result.finding is not None
+        rows.append([path.name, f"{prog.arch}/{prog.revision}", prog.cpus, result.steps,
+                     result.finding.title if result.finding else "clean"])
+    print(tabulate(rows, headers=["program", "config", "cpus", "steps", "outcome"], tablefmt="simple"))
+    print(f"\n{len(files)} programs replayed, {found} with findings. "
+          f"Replay one with its trace: fuzzkit replay {files[0]}")
+    return EXIT_CLEAN
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from fuzzkit.bench import emulator_throughput
+
+    reg = _registry(args)
+    session = Session(reg)
+    arch = args.arch or (sorted(reg.arches)[0] if reg.arches else "x86")
+    figures = []
+    for cpus in (1, 2):
+        fig = emulator_throughput(session, arch, DEFAULT_REVISION, cpus, args.programs)
+        figures.append(fig)
+        if not args.json:
+            print(f"{fig.name}, {cpus} cpu: {fig.steps_per_second:,.0f} steps/s "
+                  f"({fig.steps} steps, {fig.programs} programs, {fig.findings} with findings, "
+                  f"{fig.seconds:.2f}s)", flush=True)
+    if args.json:
+        print(json.dumps({"figures": [f.to_json() for f in figures]}, indent=2))
+    return EXIT_CLEAN
+
+
+COMMANDS = {"plugins": cmd_plugins, "replay": cmd_replay, "run": cmd_run, "bench": cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except FuzzkitError as exc:
+        print(f"fuzzkit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fuzzkit: interrupted", file=sys.stderr)
+        return 130

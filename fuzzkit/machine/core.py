@@ -1,0 +1,511 @@
+"""The emulated machine: CPUs, physical pages, the kernel page table, per-CPU TLBs, locks,
+the kernel fault path and the scheduler that interleaves the CPUs' operations.
+
+Some facts the model rests on:
+
+* Operations are generators. An executor performs one access to shared state (a PTE read, a
+  cmpxchg, a range-tree update, a TLB flush) and then ``yield``s a short label naming it, so
+  every yield is a scheduling point and each step of the trace is one atomic access
+  (DESIGN principle 3). Code between two yields runs atomically with respect to other CPUs.
+* Raw PTEs are ints in a sparse dict keyed by kernel virtual page number; absent means 0.
+  Only touched slots cost memory, so a 4 GiB arena is cheap. Page-table *leaves* exist for
+  populated bands only (tracked per PMD, 512 PTEs); writing a PTE elsewhere would allocate a
+  table, which is forbidden in fault context (R14, I14).
+* A TLB entry caches the *page* a translation led to, per CPU, until a flush removes it. So a
+  CPU can keep using a page whose PTE was cleared, exactly the window the kernel's
+  clear -> flush -> free order (R7) closes. Invalid entries are never cached.
+* Pages carry reference counts the oracles read (PTEs, user mappings, TLB entries), kept
+  inline here because every access needs them; the checks themselves are registered
+  invariants observing events (DESIGN principle 6).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fuzzkit.machine.arch import (
+    FIXUP,
+    KFENCE,
+    OOPS,
+    PAGE_SHIFT,
+    RETRY,
+    Arch,
+    Fault,
+)
+from fuzzkit.machine.choices import ChoiceSource
+
+if TYPE_CHECKING:
+    from fuzzkit.registry import Kernel, OpSpec
+
+#: An executor or primitive that may yield: returns its result through StopIteration.
+Steps = Generator[str, None, Any]
+
+#: PTEs per page-table leaf: tables exist at this granularity.
+PTRS_PER_PTE = 512
+
+
+class Violation(Exception):
+    """Raised by an invariant check (or by the machine) when a SPEC invariant is broken.
+    The run stops at the first one and turns it into a :class:`Finding`."""
+
+    def __init__(self, spec_id: str, message: str) -> None:
+        super().__init__(f"{spec_id} {message}")
+        self.spec_id = spec_id
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A violated invariant, as a run reports it. ``title`` is the dedup key."""
+
+    spec_id: str
+    message: str
+    op: str
+    call: int
+    cpu: int
+    step: int
+    arch: str
+    revision: str
+    #: Primitives a plugin replaced in this run, with the replacing plugin.
+    replaced: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def title(self) -> str:
+        return f"{self.spec_id} {self.message} in {self.op} ({self.arch}, {self.revision})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "spec_id": self.spec_id,
+            "message": self.message,
+            "op": self.op,
+            "call": self.call,
+            "cpu": self.cpu,
+            "step": self.step,
+            "arch": self.arch,
+            "revision": self.revision,
+            "replaced": [{"primitive": n, "plugin": p} for n, p in self.replaced],
+        }
+
+
+class Page:
+    """A physical page frame. Frames are never reused (pfns grow), so a freed page stays
+    recognisable as freed for the rest of the run."""
+
+    __slots__ = ("pfn", "owner", "shared", "freed", "kmaps", "umaps", "tlb_refs", "data")
+
+    def __init__(self, pfn: int, owner: str, shared: bool) -> None:
+        self.pfn = pfn
+        #: Who allocated it, for messages ("arena0", "arena0:scratch").
+        self.owner = owner
+        #: May back several PTEs at once (the scratch page, R13); others may not (I2).
+        self.shared = shared
+        self.freed = False
+        #: Kernel PTEs, user mappings and TLB entries currently pointing here.
+        self.kmaps = 0
+        self.umaps = 0
+        self.tlb_refs = 0
+        #: Contents as 8-byte words, lazily: an absent word reads 0.
+        self.data: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"<page {self.pfn:#x} {self.owner}{' freed' if self.freed else ''}>"
+
+
+class Mutex:
+    """A sleeping lock. A CPU waiting for it is not runnable until it is released."""
+
+    __slots__ = ("name", "owner")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.owner: int | None = None
+
+
+@dataclass(slots=True)
+class Frame:
+    """One frame of a CPU's emulated call stack, searched by the arena fault handler's stack
+    walk (R15). ``kind`` is "kernel", "bpf_main", "bpf_sub" or "kfunc"; ``prog`` is the BPF
+    program object of a bpf frame."""
+
+    kind: str
+    prog: Any = None
+
+
+@dataclass(slots=True)
+class Call:
+    """One operation of a program, resolved against the op table."""
+
+    index: int
+    cpu: int
+    spec: OpSpec
+    args: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Cpu:
+    id: int
+    queue: deque[Call] = field(default_factory=deque)
+    gen: Steps | None = None
+    call: Call | None = None
+    op_steps: int = 0
+    #: The lock this CPU sleeps on, if any.
+    waiting: Mutex | None = None
+    stack: list[Frame] = field(default_factory=list)
+    #: Fault-path nesting depth: PTE writes made here come from a fault handler.
+    in_fault: int = 0
+    #: Cached translations: kernel virtual page -> page.
+    tlb: dict[int, Page] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    step: int
+    cpu: int
+    call: int
+    op: str
+    label: str
+    notes: tuple[str, ...]
+
+
+@dataclass
+class RunResult:
+    finding: Finding | None
+    steps: int
+    #: Result of each call by index; calls that never ran are absent.
+    results: dict[int, Any]
+    switches: list[tuple[int, int]]
+    injected: list[tuple[str, int]]
+    trace: list[TraceStep] | None
+
+
+class Machine:
+    """One run of one program on a compiled :class:`~fuzzkit.registry.Kernel`."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        calls: Sequence[Call],
+        choices: ChoiceSource,
+        *,
+        trace: bool = False,
+        op_step_budget: int = 4096,
+    ) -> None:
+        self.kernel = kernel
+        self.arch: Arch = kernel.arch
+        #: Resolved named primitives: ``m.k.ptep_try_set(...)`` (DESIGN principle 5).
+        self.k = kernel.prims
+        self.revision = kernel.revision
+        self.cpus = [Cpu(i) for i in range(kernel.cpus)]
+        for call in calls:
+            self.cpus[call.cpu].queue.append(call)
+        self.choices = choices
+        self.op_step_budget = op_step_budget
+        self.step = 0
+        self.pages: dict[int, Page] = {}
+        self._next_pfn = 0x1000
+        #: Kernel page table: virtual page number -> raw PTE; absent is 0.
+        self.ptes: dict[int, int] = {}
+        #: Populated page-table leaves, by ``vpage // PTRS_PER_PTE``.
+        self.tables: set[int] = set()
+        #: User page table: user virtual page number -> page.
+        self.user_ptes: dict[int, Page] = {}
+        #: Objects created by operations, by kind ("arena", "prog", ...), in creation order.
+        self.handles: dict[str, list[Any]] = {}
+        #: Per-subsystem state plugins keep on the machine, keyed by plugin-chosen name.
+        self.state: dict[str, Any] = {}
+        self._inject_counts: dict[str, int] = {}
+        self.injected: list[tuple[str, int]] = []
+        self.switches: list[tuple[int, int]] = []
+        self.results: dict[int, Any] = {}
+        self.trace: list[TraceStep] | None = [] if trace else None
+        self._notes: list[str] | None = [] if trace else None
+        obs = kernel.observers
+        self._on_pte_set = obs["pte_set"]
+        self._on_page_free = obs["page_free"]
+        self._on_tlb_flush = obs["tlb_flush"]
+        self._on_fault_done = obs["fault_done"]
+        self._on_op_done = obs["op_done"]
+        self._on_access = obs["access"]
+        self._fault_path = kernel.fault_path
+        self._valid = self.arch.valid_bit
+        self._pfn_mask = self.arch.pfn_mask
+        for setup in kernel.machine_setup:
+            setup(self)
+
+    # -- injected failures ---------------------------------------------------------------
+
+    def inject(self, point: str) -> bool:
+        """Arrive at injection point ``point``; true when the choice source makes it fail."""
+        nth = self._inject_counts.get(point, 0) + 1
+        self._inject_counts[point] = nth
+        if self.choices.fire(point, nth):
+            self.injected.append((point, nth))
+            self.note(f"inject {point}#{nth}")
+            return True
+        return False
+
+    # -- handles and tracing -------------------------------------------------------------
+
+    def new_handle(self, kind: str, obj: Any) -> int:
+        objs = self.handles.setdefault(kind, [])
+        objs.append(obj)
+        return len(objs) - 1
+
+    def handle(self, kind: str, index: int) -> Any:
+        objs = self.handles.get(kind)
+        return objs[index] if objs is not None and index < len(objs) else None
+
+    def note(self, text: str) -> None:
+        """Attach ``text`` to the current step of the trace (no-op when not tracing)."""
+        if self._notes is not None:
+            self._notes.append(text)
+
+    # -- physical pages ------------------------------------------------------------------
+
+    def alloc_page(self, owner: str, *, shared: bool = False, fail_point: str = "alloc_page") -> Page | None:
+        """The page allocator; fails when injection point ``fail_point`` fires."""
+        if self.inject(fail_point):
+            return None
+        page = Page(self._next_pfn, owner, shared)
+        self.pages[self._next_pfn] = page
+        self._next_pfn += 1
+        return page
+
+    def free_page(self, cpu: Cpu, page: Page) -> None:
+        for check in self._on_page_free:
+            check(self, cpu, page)
+        page.freed = True
+        self.note(f"free pfn {page.pfn:#x}")
+
+    # -- kernel page table ---------------------------------------------------------------
+
+    def populate_tables(self, lo_vpage: int, hi_vpage: int) -> None:
+        """Create the page-table leaves covering ``[lo_vpage, hi_vpage)`` ahead of time."""
+        self.tables.update(range(lo_vpage // PTRS_PER_PTE, (hi_vpage - 1) // PTRS_PER_PTE + 1))
+
+    def page_of(self, pte: int) -> Page | None:
+        """The page a raw PTE maps, or None when it is not valid."""
+        if not pte & self._valid:
+            return None
+        return self.pages.get((pte & self._pfn_mask) >> PAGE_SHIFT)
+
+    def set_pte(self, cpu: Cpu, vpage: int, new: int) -> int:
+        """Store ``new`` into the PTE of ``vpage`` and return the old value. Every change of
+        the kernel page table goes through here (the atomics are built on it)."""
+        if vpage // PTRS_PER_PTE not in self.tables and cpu.in_fault:
+            raise Violation("I14", f"page-table allocation in fault context at {vpage << PAGE_SHIFT:#x}")
+        ptes = self.ptes
+        old = ptes.get(vpage, 0)
+        if new:
+            ptes[vpage] = new
+        elif old:
+            del ptes[vpage]
+        if old & self._valid:
+            self.pages[(old & self._pfn_mask) >> PAGE_SHIFT].kmaps -= 1
+        if new & self._valid:
+            self.pages[(new & self._pfn_mask) >> PAGE_SHIFT].kmaps += 1
+        for check in self._on_pte_set:
+            check(self, cpu, vpage, old, new)
+        if self._notes is not None:
+            d = self.arch.describe_pte
+            self._notes.append(f"pte {vpage << PAGE_SHIFT:#x}: {d(old)} -> {d(new)}")
+        return old
+
+    # -- TLBs ----------------------------------------------------------------------------
+
+    def tlb_flush(self, cpu: Cpu, lo_vpage: int, hi_vpage: int) -> None:
+        """Invalidate ``[lo_vpage, hi_vpage)`` in every CPU's TLB (flush_tlb_kernel_range
+        is a synchronous IPI broadcast)."""
+        for c in self.cpus:
+            tlb = c.tlb
+            for vpage in [v for v in tlb if lo_vpage <= v < hi_vpage]:
+                tlb.pop(vpage).tlb_refs -= 1
+        for check in self._on_tlb_flush:
+            check(self, cpu, lo_vpage, hi_vpage)
+        self.note(f"tlb flush {lo_vpage << PAGE_SHIFT:#x}+{(hi_vpage - lo_vpage)}p")
+
+    def translate(self, cpu: Cpu, vpage: int) -> Page | None:
+        """Hardware translation: the TLB first, then a walk that fills it."""
+        page = cpu.tlb.get(vpage)
+        if page is None:
+            pte = self.ptes.get(vpage, 0)
+            if pte & self._valid:
+                page = self.pages[(pte & self._pfn_mask) >> PAGE_SHIFT]
+                cpu.tlb[vpage] = page
+                page.tlb_refs += 1
+        return page
+
+    def touch(self, cpu: Cpu, page: Page, vpage: int, addr: int, write: bool, value: int, how: str) -> int:
+        """Read or write one word of ``page``; returns the value read (or written)."""
+        for check in self._on_access:
+            check(self, cpu, vpage, page, write, how)
+        word = (addr & 0xFFF) >> 3
+        if write:
+            page.data[word] = value
+            return value
+        return page.data.get(word, 0)
+
+    # -- kernel accesses and the fault path ----------------------------------------------
+
+    def kernel_access(
+        self,
+        cpu: Cpu,
+        addr: int,
+        write: bool,
+        value: int = 0,
+        *,
+        extable: bool = False,
+        prefetch: bool = False,
+        how: str = "kernel",
+    ) -> Steps:
+        """A kernel-mode load or store of one word at ``addr``. Returns ``(outcome, value)``
+        where outcome is "ok" or the fault outcome that ended the access (FIXUP, IGNORED,
+        KFENCE, OOPS). A RETRY outcome re-executes the access, as the CPU would; a handler
+        that never makes progress shows up as an op that exceeds its step budget (I16)."""
+        vpage = addr >> PAGE_SHIFT
+        while True:
+            page = self.translate(cpu, vpage)
+            if page is not None:
+                v = self.touch(cpu, page, vpage, addr, write, value, how)
+                yield "store" if write else "load"
+                return "ok", v
+            yield "fault"
+            fault = Fault(addr, write, self.arch.missing_fault, extable=extable, prefetch=prefetch)
+            outcome = yield from self.fault(cpu, fault)
+            if outcome != RETRY:
+                return outcome, 0
+
+    def fault(self, cpu: Cpu, fault: Fault) -> Steps:
+        """Run the arch's kernel fault path (R14) and return its outcome."""
+        cpu.in_fault += 1
+        try:
+            outcome = OOPS
+            for stage, kinds in self._fault_path:
+                if kinds is None or fault.kind in kinds:
+                    result = yield from stage(self, cpu, fault)
+                    if result is not None:
+                        outcome = result
+                        break
+        finally:
+            cpu.in_fault -= 1
+        for check in self._on_fault_done:
+            check(self, cpu, fault, outcome)
+        self.note(f"fault {fault.addr:#x} {fault.kind}: {outcome}")
+        return outcome
+
+    # -- locks ---------------------------------------------------------------------------
+
+    def mutex_lock(self, cpu: Cpu, lock: Mutex) -> Steps:
+        """Sleep until ``lock`` is free, then take it (one atomic step)."""
+        while lock.owner is not None:
+            cpu.waiting = lock
+            yield f"wait {lock.name}"
+        cpu.waiting = None
+        lock.owner = cpu.id
+        yield f"lock {lock.name}"
+
+    def mutex_trylock(self, cpu: Cpu, lock: Mutex, point: str = "mutex_trylock") -> bool:
+        """Take ``lock`` if free; contention can also be injected at ``point``."""
+        if lock.owner is not None or self.inject(point):
+            return False
+        lock.owner = cpu.id
+        return True
+
+    def mutex_unlock(self, cpu: Cpu, lock: Mutex) -> None:
+        lock.owner = None
+
+    # -- the scheduler -------------------------------------------------------------------
+
+    def runnable(self) -> list[Cpu]:
+        return [
+            c
+            for c in self.cpus
+            if (c.gen is not None or c.queue) and (c.waiting is None or c.waiting.owner is None)
+        ]
+
+    def run(self) -> RunResult:
+        """Interleave the CPUs' operations until all are done or an invariant breaks."""
+        finding = None
+        current: Cpu | None = None
+        pick = self.choices.pick
+        budget = self.op_step_budget
+        trace = self.trace
+        try:
+            while True:
+                runnable = self.runnable()
+                if not runnable:
+                    stuck = [c for c in self.cpus if c.gen is not None]
+                    if stuck:
+                        c = stuck[0]
+                        lock = c.waiting.name if c.waiting else "?"
+                        current = c
+                        raise Violation("I16", f"deadlock: cpu{c.id} sleeps on {lock} forever")
+                    break
+                if len(runnable) == 1:
+                    cpu = runnable[0]
+                else:
+                    default = current if current in runnable else runnable[0]
+                    cpu = pick(self.step + 1, runnable, default)
+                    if cpu is not default:
+                        self.switches.append((self.step + 1, cpu.id))
+                current = cpu
+                self.step += 1
+                if cpu.gen is None:
+                    call = cpu.queue.popleft()
+                    cpu.call = call
+                    cpu.op_steps = 0
+                    cpu.gen = call.spec.executor(self, cpu, call.args)
+                call = cpu.call  # type: ignore[assignment]
+                cpu.op_steps += 1
+                if cpu.op_steps > budget:
+                    raise Violation("I16", f"did not finish within {budget} steps")
+                try:
+                    label = cpu.gen.send(None)  # type: ignore[union-attr]
+                except StopIteration as stop:
+                    cpu.gen = None
+                    label = "done"
+                    self.results[call.index] = stop.value
+                    for check in self._on_op_done:
+                        check(self, cpu, call, stop.value)
+                if trace is not None:
+                    trace.append(TraceStep(self.step, cpu.id, call.index, call.spec.id, label, tuple(self._notes or ())))
+                    self._notes = []
+        except Violation as v:
+            finding = self._finding(v, current)
+            if trace is not None:
+                trace.append(
+                    TraceStep(self.step, current.id if current else 0, current.call.index if current and current.call else -1,
+                              current.call.spec.id if current and current.call else "-", f"VIOLATION {v.spec_id}",
+                              tuple(self._notes or ()) + (v.message,))
+                )
+        finally:
+            for c in self.cpus:
+                if c.gen is not None:
+                    c.gen.close()
+        return RunResult(finding, self.step, self.results, self.switches, self.injected, trace)
+
+    def _finding(self, v: Violation, cpu: Cpu | None) -> Finding:
+        call = cpu.call if cpu is not None else None
+        return Finding(
+            spec_id=v.spec_id,
+            message=v.message,
+            op=call.spec.id if call else "-",
+            call=call.index if call else -1,
+            cpu=cpu.id if cpu else -1,
+            step=self.step,
+            arch=self.arch.name,
+            revision=self.revision,
+            replaced=self.kernel.replaced,
+        )
+
+
+def walk_frames(cpu: Cpu) -> Iterator[Frame]:
+    """The CPU's stack from the innermost frame outwards."""
+    return reversed(cpu.stack)
+
+
+Check = Callable[..., None]

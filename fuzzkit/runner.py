@@ -1,0 +1,92 @@
+"""Running programs against a loaded plugin set."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tabulate import tabulate
+
+from fuzzkit.machine.choices import ChoiceSource, Replay
+from fuzzkit.machine.core import Machine, RunResult, TraceStep
+from fuzzkit.program import Program, resolve
+from fuzzkit.registry import Kernel, Registry
+
+
+class Session:
+    """A loaded plugin set, with one compiled :class:`Kernel` per configuration."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._kernels: dict[tuple[str, str, int], Kernel] = {}
+
+    def kernel(self, arch: str, revision: str, cpus: int) -> Kernel:
+        key = (arch, revision, cpus)
+        kernel = self._kernels.get(key)
+        if kernel is None:
+            kernel = self._kernels[key] = self.registry.compile(arch, revision, cpus)
+        return kernel
+
+    def run(
+        self,
+        program: Program,
+        *,
+        choices: ChoiceSource | None = None,
+        trace: bool = False,
+        source: str = "<program>",
+        op_step_budget: int = 4096,
+    ) -> RunResult:
+        """Run ``program``; with no ``choices`` its recorded choices are replayed."""
+        kernel = self.kernel(program.arch, program.revision, program.cpus)
+        calls = resolve(program, kernel, source)
+        if choices is None:
+            choices = Replay(program.switches, program.inject)
+        return Machine(kernel, calls, choices, trace=trace, op_step_budget=op_step_budget).run()
+
+    def recorded_with(self) -> dict[str, Any]:
+        return {
+            "plugins": {p.name: p.version for p in self.registry.plugins},
+            "op_table": self.registry.fingerprint(),
+        }
+
+    def record(self, program: Program, result: RunResult) -> Program:
+        """``program`` with the choices ``result`` actually made, so it replays exactly."""
+        return Program(
+            arch=program.arch,
+            revision=program.revision,
+            cpus=program.cpus,
+            ops=list(program.ops),
+            switches=list(result.switches),
+            inject=list(result.injected),
+            description=program.description,
+            recorded_with=self.recorded_with(),
+        )
+
+
+def format_result(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def ops_table(program: Program, result: RunResult) -> str:
+    rows = [
+        [i, f"cpu{c.cpu}", c.op, " ".join(f"{k}={v}" for k, v in c.args.items()),
+         format_result(result.results[i]) if i in result.results else "(not run)"]
+        for i, c in enumerate(program.ops)
+    ]
+    return tabulate(rows, headers=["#", "cpu", "op", "args", "result"], tablefmt="simple")
+
+
+def trace_table(trace: list[TraceStep], cpus: int) -> str:
+    """The step trace with one column per CPU: each row is one atomic step."""
+    rows = []
+    for t in trace:
+        cell = "\n".join([f"[{t.call}] {t.op}: {t.label}", *(f"  {n}" for n in t.notes)])
+        rows.append([t.step, *(cell if c == t.cpu else "" for c in range(cpus))])
+    return tabulate(rows, headers=["step", *(f"cpu{c}" for c in range(cpus))], tablefmt="simple")
+
+
+def trace_json(trace: list[TraceStep]) -> list[dict[str, Any]]:
+    return [
+        {"step": t.step, "cpu": t.cpu, "call": t.call, "op": t.op, "label": t.label, "notes": list(t.notes)}
+        for t in trace
+    ]
