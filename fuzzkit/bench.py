@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from fuzzkit.generate import random_program
 from fuzzkit.machine.choices import RandomChoices
+from fuzzkit.machine.core import Machine
 from fuzzkit.runner import Session
 
 
@@ -38,12 +39,12 @@ def emulator_throughput(
 ) -> BenchFigure:
     kernel = session.kernel(arch, revision, cpus)
     rng = random.Random(seed)
-    progs = [random_program(kernel, rng, 32) for _ in range(programs)]
+    progs = [session.resolve(random_program(kernel, rng, 32))[1] for _ in range(programs)]
     inject = {p: 0.01 for p in kernel.injection_points}
     steps = findings = 0
     start = time.perf_counter()
-    for i, prog in enumerate(progs):
-        result = session.run(prog, choices=RandomChoices(seed + i, inject=inject))
+    for i, calls in enumerate(progs):
+        result = Machine(kernel, calls, RandomChoices(seed + i, inject=inject)).run()
         steps += result.steps
         findings += result.finding is not None
     elapsed = time.perf_counter() - start

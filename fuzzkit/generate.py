@@ -1,7 +1,7 @@
 """Random programs drawn from the op table, for benchmarks and seeds.
 
-Values are drawn through the argument domains, half the time near the default (small
-indexes, where the interesting edge cases sit) and half the time anywhere. An op that needs a
+Values are drawn through the argument domains, mostly near the default (small indexes,
+where the interesting edge cases sit) and sometimes anywhere. An op that needs a
 handle is only drawn once an op creating that kind of handle was drawn before it, so most
 generated programs do something.
 """
@@ -19,23 +19,33 @@ from fuzzkit.registry import Kernel
 def draw(dom: Domain, rng: random.Random, created: dict[str, int]) -> Any:
     if isinstance(dom, Handle):
         return rng.randrange(max(1, min(created.get(dom.kind, 0), dom.limit)))
-    if rng.random() < 0.5:
-        return dom.at(rng.randrange(min(dom.size, 8)))
+    r = rng.random()
+    if r < 0.75:
+        return dom.at(rng.randrange(min(dom.size, 16)))
+    if r < 0.95:
+        return dom.at(rng.randrange(min(dom.size, 512)))
     return dom.at(rng.randrange(dom.size))
 
 
 def random_program(kernel: Kernel, rng: random.Random, n_ops: int) -> Program:
+    """``n_ops`` random calls, preceded by one call at default arguments of each op that
+    creates a handle (defaults are chosen by plugins to be valid), so the rest has objects
+    to act on."""
     ops = list(kernel.ops.values())
     created: dict[str, int] = {}
     calls = []
-    for _ in range(n_ops):
+    for op in ops:
+        if op.creates and op.creates not in created:
+            calls.append(OpCall(0, op.id, {name: dom.base() for name, dom in op.args.items()}))
+            created[op.creates] = 1
+    for _ in range(n_ops - len(calls)):
         ready = [
             op for op in ops
             if all(created.get(d.kind) for d in op.args.values() if isinstance(d, Handle))
         ]
         if not ready:
             break
-        op = rng.choice(ready)
+        op = rng.choices(ready, weights=[o.weight for o in ready])[0]
         args = {name: draw(dom, rng, created) for name, dom in op.args.items()}
         if op.creates:
             created[op.creates] = created.get(op.creates, 0) + 1

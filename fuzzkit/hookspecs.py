@@ -87,13 +87,14 @@ def fuzzkit_register_injection_points(register: Any) -> None:
 def fuzzkit_register_ops(register: Any) -> None:
     """Register operations, the units programs are made of.
 
-    ``register(op_id, executor, *, args, summary, rules=(), creates=None)``. ``op_id`` is a
+    ``register(op_id, executor, *, args, summary, rules=(), creates=None, weight=1.0)``. ``op_id`` is a
     stable dotted id (``arena.alloc``); ``args`` maps argument names to domains
     (:class:`fuzzkit.Int`, :class:`fuzzkit.Choice`, :class:`fuzzkit.Handle`) from which
     validation, generation, the byte codec and shrinking are all derived; ``executor`` is a
     generator function ``executor(machine, cpu, args)`` that yields a label after every
     atomic step and returns the op's result (JSON-able). ``rules`` lists the SPEC ids the op
-    models; ``creates`` names the handle kind the op creates, if any.
+    models; ``creates`` names the handle kind the op creates, if any; ``weight`` is how often
+    generators should draw it relative to others (make teardown ops rare).
     """
 
 

@@ -54,6 +54,9 @@ class OpSpec:
     rules: tuple[str, ...]
     creates: str | None
     plugin: str
+    #: Relative frequency for generators (random programs, fuzzers' seeds); not part of the
+    #: op's identity or the op-table fingerprint.
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,7 @@ class Registrar:
         summary: str,
         rules: tuple[str, ...] = (),
         creates: str | None = None,
+        weight: float = 1.0,
     ) -> None:
         if not _OP_ID.match(op_id):
             raise self._fail(f"op id '{op_id}' must be dotted lower-case, like 'arena.alloc'")
@@ -275,7 +279,11 @@ class Registrar:
         for arg, dom in args.items():
             if not isinstance(dom, (Int, Choice, Handle)):
                 raise self._fail(f"op '{op_id}': argument '{arg}' has no domain (got {dom!r})")
-        self.registry.ops[op_id] = OpSpec(op_id, executor, dict(args), summary, tuple(rules), creates, self.plugin)
+        if not weight > 0:
+            raise self._fail(f"op '{op_id}': weight must be positive, got {weight}")
+        self.registry.ops[op_id] = OpSpec(
+            op_id, executor, dict(args), summary, tuple(rules), creates, self.plugin, weight
+        )
 
     def invariant(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from fuzzkit.machine.choices import ChoiceSource, Replay
-from fuzzkit.machine.core import Machine, RunResult, TraceStep
+from fuzzkit.machine.core import Call, Machine, RunResult, TraceStep
 from fuzzkit.program import Program, resolve
 from fuzzkit.registry import Kernel, Registry
 
@@ -43,6 +43,11 @@ class Session:
             choices = Replay(program.switches, program.inject)
         return Machine(kernel, calls, choices, trace=trace, op_step_budget=op_step_budget).run()
 
+    def resolve(self, program: Program, source: str = "<program>") -> tuple[Kernel, list[Call]]:
+        """Validate ``program`` once; run it many times with :class:`Machine` directly."""
+        kernel = self.kernel(program.arch, program.revision, program.cpus)
+        return kernel, resolve(program, kernel, source)
+
     def recorded_with(self) -> dict[str, Any]:
         return {
             "plugins": {p.name: p.version for p in self.registry.plugins},
@@ -64,7 +69,9 @@ class Session:
 
 
 def format_result(value: Any) -> str:
-    return json.dumps(value) if not isinstance(value, str) else value
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0xFFFF:
+        return hex(value)
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def ops_table(program: Program, result: RunResult) -> str:

@@ -22,7 +22,7 @@ Some facts the model rests on:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +157,10 @@ class Cpu:
     stack: list[Frame] = field(default_factory=list)
     #: Fault-path nesting depth: PTE writes made here come from a fault handler.
     in_fault: int = 0
+    #: The fault being handled (innermost), or None.
+    fault: Fault | None = None
+    #: How many injected failures had fired when the current op started.
+    injected_at_start: int = 0
     #: Cached translations: kernel virtual page -> page.
     tlb: dict[int, Page] = field(default_factory=dict)
 
@@ -233,8 +237,6 @@ class Machine:
         self._fault_path = kernel.fault_path
         self._valid = self.arch.valid_bit
         self._pfn_mask = self.arch.pfn_mask
-        for setup in kernel.machine_setup:
-            setup(self)
 
     # -- injected failures ---------------------------------------------------------------
 
@@ -315,6 +317,20 @@ class Machine:
             self._notes.append(f"pte {vpage << PAGE_SHIFT:#x}: {d(old)} -> {d(new)}")
         return old
 
+    # -- user page table ------------------------------------------------------------------
+
+    def user_map(self, uvpage: int, page: Page) -> None:
+        """Map ``page`` at user virtual page ``uvpage`` (takes a page reference)."""
+        self.user_ptes[uvpage] = page
+        page.umaps += 1
+
+    def user_zap(self, lo_uvpage: int, hi_uvpage: int) -> int:
+        """Remove user mappings in ``[lo, hi)``; returns how many there were."""
+        gone = [v for v in self.user_ptes if lo_uvpage <= v < hi_uvpage]
+        for v in gone:
+            self.user_ptes.pop(v).umaps -= 1
+        return len(gone)
+
     # -- TLBs ----------------------------------------------------------------------------
 
     def tlb_flush(self, cpu: Cpu, lo_vpage: int, hi_vpage: int) -> None:
@@ -382,6 +398,7 @@ class Machine:
     def fault(self, cpu: Cpu, fault: Fault) -> Steps:
         """Run the arch's kernel fault path (R14) and return its outcome."""
         cpu.in_fault += 1
+        outer, cpu.fault = cpu.fault, fault
         try:
             outcome = OOPS
             for stage, kinds in self._fault_path:
@@ -392,6 +409,7 @@ class Machine:
                         break
         finally:
             cpu.in_fault -= 1
+            cpu.fault = outer
         for check in self._on_fault_done:
             check(self, cpu, fault, outcome)
         self.note(f"fault {fault.addr:#x} {fault.kind}: {outcome}")
@@ -458,6 +476,7 @@ class Machine:
                     call = cpu.queue.popleft()
                     cpu.call = call
                     cpu.op_steps = 0
+                    cpu.injected_at_start = len(self.injected)
                     cpu.gen = call.spec.executor(self, cpu, call.args)
                 call = cpu.call  # type: ignore[assignment]
                 cpu.op_steps += 1
@@ -502,10 +521,3 @@ class Machine:
             replaced=self.kernel.replaced,
         )
 
-
-def walk_frames(cpu: Cpu) -> Iterator[Frame]:
-    """The CPU's stack from the innermost frame outwards."""
-    return reversed(cpu.stack)
-
-
-Check = Callable[..., None]

@@ -1,0 +1,145 @@
+"""Arena maps, BPF programs and their stderr streams: the objects arena operations act on.
+
+Address arithmetic (SPEC section 1): an arena owns a kernel band of 4 GiB + GUARD_SZ; its
+``kbase`` sits GUARD_SZ/2 into the band. Slot ``pgoff`` is user address
+``user_vm_start + pgoff * PAGE_SIZE`` and kernel address ``kbase + (u32)user address``; the
+user range never crosses a 4 GiB boundary, so the low 32 bits are contiguous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fuzzkit import PAGE_SHIFT, PAGE_SIZE, Machine, Mutex, Page
+
+from fuzzkit_arena.range_tree import RangeTree, ReferenceRanges
+
+SZ_4G = 1 << 32
+GUARD_SZ = 64 << 10
+#: Kernel VM reserved per arena.
+KERN_VM_SZ = SZ_4G + GUARD_SZ
+MAX_PAGES = SZ_4G >> PAGE_SHIFT
+
+BPF_F_MMAPABLE = 1 << 10
+BPF_F_SEGV_ON_FAULT = 1 << 15
+BPF_F_NO_USER_CONV = 1 << 16
+
+#: Where mmap(NULL) places the first arena (low 32 bits deliberately non-zero, as in the
+#: kernel's own example 7f7d26200000, so the u32 truncation is exercised).
+MMAP_BASE = 0x7F7D26200000
+
+#: Capacity of a program's stderr stream, in reports (R18).
+STREAM_CAPACITY = 16
+
+
+def clear_lo32(value: int) -> int:
+    return value & ~0xFFFFFFFF
+
+
+@dataclass
+class Stream:
+    """A program's BPF_STDERR stream (kernel/bpf/stream.c) with bounded capacity."""
+
+    capacity: int = STREAM_CAPACITY
+    lines: list[str] = field(default_factory=list)
+    dropped: int = 0
+    #: Every push attempt, delivered or not, as (cpu, text): the I7 oracle reads it.
+    attempts: list[tuple[int, str]] = field(default_factory=list)
+
+    def push(self, m: Machine, cpu: int, text: str) -> bool:
+        self.attempts.append((cpu, text))
+        if len(self.lines) >= self.capacity or m.inject("stream_capacity"):
+            self.dropped += 1
+            m.note(f"stream full, dropped: {text}")
+            return False
+        self.lines.append(text)
+        m.note(f"stream: {text}")
+        return True
+
+
+@dataclass
+class BpfProg:
+    """A loaded BPF program. Subprograms share their main program's aux (arena, stream)."""
+
+    name: str
+    arena: Arena | None
+    main: BpfProg | None = None
+    stream: Stream = field(default_factory=Stream)
+
+    @property
+    def is_main(self) -> bool:
+        return self.main is None
+
+    def main_prog(self) -> BpfProg:
+        return self if self.main is None else self.main
+
+
+class Arena:
+    """A BPF_MAP_TYPE_ARENA map."""
+
+    def __init__(self, m: Machine, index: int, max_entries: int, flags: int, user_vm_start: int, scratch: Page) -> None:
+        self.index = index
+        self.name = f"arena{index}"
+        self.max_entries = max_entries
+        self.flags = flags
+        #: 0 until fixed at creation (map_extra) or picked by the first mmap.
+        self.user_vm_start = user_vm_start
+        self.user_vm_end = user_vm_start + max_entries * PAGE_SIZE if user_vm_start else 0
+        self.band = m.arch.kernel_vm_base + index * KERN_VM_SZ
+        self.kbase = self.band + GUARD_SZ // 2
+        self.scratch = scratch
+        self.scratch_pte = m.arch.mk_pte(scratch.pfn)
+        self.rt = RangeTree()
+        self.ref = ReferenceRanges(max_entries)
+        self.ref.take(0, max_entries)
+        #: arena->spinlock (alloc, free, reserve, user faults) and arena->lock (vma list).
+        self.spinlock = Mutex(f"{self.name}.spinlock")
+        self.lock = Mutex(f"{self.name}.lock")
+        #: Memory usage: real pages mapped (R20).
+        self.nr_pages = 0
+        #: REAL PTEs counted by the I13 oracle from the PTE writes themselves.
+        self.real_ptes = 0
+        #: Deferred free spans (uaddr32, page_cnt) for the worker (R8).
+        self.free_spans: list[tuple[int, int]] = []
+        #: Live user VMAs (mmap count).
+        self.vmas = 0
+        #: CPUs currently inside an operation on this arena.
+        self.users = 0
+        #: The last reference was dropped: new operations see no arena (bpf_map_put).
+        self.dying = False
+        self.destroyed = False
+        #: map_free refused while mapped: the arena is leaked (R19).
+        self.leaked = False
+        #: Pages intentionally leaked until destroy (R8: span allocation failed).
+        self.leaked_spans = 0
+        #: Last best-fit claim per CPU: (page_cnt, pgoff found, the reference's answer),
+        #: read by I12 and I16 when the allocation returns.
+        self.last_fit: dict[int, tuple[int, int, int]] = {}
+        #: The main program using this arena, whose stream gets reports.
+        self.prog = BpfProg(f"{self.name}.prog", self)
+
+    # -- addresses -------------------------------------------------------------------------
+
+    @property
+    def page_cnt_max(self) -> int:
+        return (self.user_vm_end - self.user_vm_start) >> PAGE_SHIFT
+
+    def uaddr(self, pgoff: int) -> int:
+        return self.user_vm_start + pgoff * PAGE_SIZE
+
+    def kaddr(self, uaddr: int) -> int:
+        return self.kbase + (uaddr & 0xFFFFFFFF)
+
+    def vpage(self, pgoff: int) -> int:
+        return self.kaddr(self.uaddr(pgoff)) >> PAGE_SHIFT
+
+    def compute_pgoff(self, uaddr: int) -> int:
+        return ((uaddr - (self.user_vm_start & 0xFFFFFFFF)) & 0xFFFFFFFF) >> PAGE_SHIFT
+
+    def in_recovery_band(self, addr: int) -> bool:
+        """R15: the 4 GiB band plus the upper half-guard; the lower half-guard is excluded."""
+        return self.kbase <= addr & ~(PAGE_SIZE - 1) < self.kbase + SZ_4G + GUARD_SZ // 2
+
+    def rebased(self, kaddr: int) -> int:
+        """The address a report shows: the user view of a kernel arena address (R18)."""
+        return clear_lo32(self.user_vm_start) + (kaddr - self.kbase)

@@ -1,0 +1,276 @@
+"""The arena's oracles, one function per check, named after the SPEC invariant.
+
+Each is registered against the machine events it needs and looks only at what changed
+(DESIGN principle 6). Checks that need a settled state run when the op that finishes leaves
+no other CPU mid-operation ("quiescent"), or when the arena's lock is free: in between, a
+lock holder's bookkeeping is legitimately half-done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fuzzkit import PAGE_SHIFT, RETRY, Call, Cpu, Fault, Machine, Page, Violation
+
+from fuzzkit_arena.arena import Arena
+
+#: Per-machine oracle state lives in ``m.state`` under these keys.
+ORPHANS = "arena.orphans"
+REPORT_DUE = "arena.report_due"
+
+
+def arenas(m: Machine) -> list[Arena]:
+    found: list[Arena] = m.handles.get("arena", [])
+    return found
+
+
+def scratch_owner(m: Machine, page: Page) -> Arena | None:
+    if page.shared:
+        for arena in arenas(m):
+            if arena.scratch is page:
+                return arena
+    return None
+
+
+def page_arena(m: Machine, page: Page) -> Arena | None:
+    for arena in arenas(m):
+        if arena.name == page.owner:
+            return arena
+    return None
+
+
+def quiescent(m: Machine, cpu: Cpu) -> bool:
+    return all(c.gen is None for c in m.cpus if c is not cpu)
+
+
+def _main_prog(cpu: Cpu) -> Any:
+    for frame in reversed(cpu.stack):
+        if frame.kind == "bpf_main":
+            return frame.prog
+    return None
+
+
+# -- I1, I3: the scratch page's life ---------------------------------------------------------------
+
+
+def i1_scratch_freed_early(m: Machine, cpu: Cpu, page: Page) -> None:
+    arena = scratch_owner(m, page)
+    if arena is not None and not (arena.dying and arena.users == 0):
+        raise Violation("I1", f"scratch page of {arena.name} freed before destroy")
+
+
+def i1_scratch_freed_at_destroy(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
+    for arena in arenas(m):
+        if arena.destroyed and not arena.leaked and not arena.scratch.freed:
+            raise Violation("I1", f"scratch page of {arena.name} not freed at destroy")
+
+
+def i3_scratch_user_access(m: Machine, cpu: Cpu, vpage: int, page: Page, write: bool, how: str) -> None:
+    if how == "user" and page.shared and scratch_owner(m, page) is not None:
+        raise Violation("I3", "scratch page mapped into user space")
+
+
+# -- I4, I5, I8: who writes PTEs ---------------------------------------------------------------------
+
+
+def i4_scratch_placement(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
+    page = m.page_of(new)
+    if page is None or not page.shared:
+        return
+    owner = scratch_owner(m, page)
+    if owner is None:
+        return
+    if not owner.in_recovery_band(vpage << PAGE_SHIFT):
+        raise Violation("I4", f"scratch page of {owner.name} installed outside its band")
+    fault = cpu.fault
+    if fault is None or fault.addr >> PAGE_SHIFT != vpage:
+        raise Violation("I4", f"scratch page of {owner.name} installed where no kernel fault touched")
+    prog = _main_prog(cpu)
+    if prog is None or prog.arena is not owner:
+        raise Violation("I4", "scratch page installed for an arena the faulting program does not use")
+
+
+def i5_prog_access_keeps_pte(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
+    if cpu.fault is not None and cpu.fault.extable:
+        raise Violation("I5", "BPF program access to an empty slot changed its PTE")
+
+
+def i8_installer_overwrite(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
+    if cpu.in_fault and old != 0:
+        what = "REAL" if m.page_of(old) is not None and not m.page_of(old).shared else "non-zero"  # type: ignore[union-attr]
+        raise Violation("I8", f"installer overwrote {what} pte")
+
+
+def i8_track_orphans(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
+    """Pages whose last kernel mapping went away; freeing them takes them off the list."""
+    gone = m.page_of(old)
+    if gone is not None and not gone.shared and gone.kmaps == 0:
+        m.state.setdefault(ORPHANS, set()).add(gone)
+    came = m.page_of(new)
+    if came is not None:
+        m.state.get(ORPHANS, set()).discard(came)
+
+
+def i8_forget_freed(m: Machine, cpu: Cpu, page: Page) -> None:
+    m.state.get(ORPHANS, set()).discard(page)
+
+
+def i8_no_leak(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
+    orphans = m.state.get(ORPHANS)
+    if orphans and quiescent(m, cpu):
+        leaked = min(orphans, key=lambda p: p.pfn)
+        if not leaked.freed and not leaked.umaps:
+            raise Violation("I8", f"{leaked.owner} page leaked: unmapped but never freed")
+
+
+# -- I6, I7: the fault path's decision and its report ------------------------------------------------
+
+
+def i6_recovery_decision(m: Machine, cpu: Cpu, fault: Fault, outcome: str) -> None:
+    lo, size = m.arch.kfence_pool
+    prog = _main_prog(cpu)
+    arena = prog.arena if prog is not None else None
+    expected = (
+        fault.kind == m.arch.missing_fault
+        and not fault.extable
+        and not fault.prefetch
+        and not lo <= fault.addr < lo + size
+        and arena is not None
+        and arena.in_recovery_band(fault.addr)
+    )
+    if expected and outcome != RETRY:
+        raise Violation("I6", f"recoverable arena fault ended in {outcome}")
+    if not expected and outcome == RETRY and not m.ptes.get(fault.addr >> PAGE_SHIFT, 0) & m.arch.valid_bit:
+        raise Violation("I6", "fault outside the recovery conditions was recovered")
+
+
+def i7_note_install(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
+    page = m.page_of(new)
+    if page is None or not page.shared or cpu.fault is None:
+        return
+    prog = _main_prog(cpu)
+    if prog is not None and prog.arena is not None:
+        arena = prog.arena
+        addr = arena.rebased(vpage << PAGE_SHIFT)
+        m.state.setdefault(REPORT_DUE, {})[cpu.id] = (prog.stream, len(prog.stream.attempts), addr)
+
+
+def i7_report_made(m: Machine, cpu: Cpu, fault: Fault, outcome: str) -> None:
+    due = m.state.get(REPORT_DUE)
+    if not due or cpu.id not in due:
+        return
+    stream, seen, addr = due.pop(cpu.id)
+    if not any(c == cpu.id and f"{addr:#x} " in text for c, text in stream.attempts[seen:]):
+        raise Violation("I7", f"scratch install at {addr:#x} without a report")
+
+
+# -- I9: nothing reads scratch data once the slot is allocated ---------------------------------------
+
+
+def i9_no_scratch_after_alloc(m: Machine, cpu: Cpu, vpage: int, page: Page, write: bool, how: str) -> None:
+    if how == "user" or not page.shared:
+        return
+    current = m.page_of(m.ptes.get(vpage, 0))
+    if current is not None and current is not page and not current.shared and scratch_owner(m, page) is not None:
+        raise Violation("I9", f"{how} {'write' if write else 'read'} of an allocated slot reached the scratch page")
+
+
+# -- I11, I12, I13, I15, I16: bookkeeping after an operation ------------------------------------------
+
+
+def _arena_of(m: Machine, call: Call) -> Arena | None:
+    index = call.args.get("arena")
+    return m.handle("arena", index) if index is not None else None
+
+
+def i11_freed_range(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
+    if call.spec.id != "arena.free" or result != "freed":
+        return
+    arena = _arena_of(m, call)
+    assert arena is not None
+    for pgoff in range(call.args["pgoff"], min(call.args["pgoff"] + call.args["page_cnt"], arena.max_entries)):
+        page = m.page_of(m.ptes.get(arena.vpage(pgoff), 0))
+        if page is not None and not page.shared and arena.rt.is_set(pgoff, 1) == 0:
+            raise Violation("I11", f"slot {pgoff} is REAL but FREE after a completed free")
+
+
+def i12_range_tree(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
+    if not call.spec.id.startswith("arena.") or "page_cnt" not in call.args:
+        return
+    arena = _arena_of(m, call)
+    if arena is None or arena.destroyed:
+        return
+    fit = arena.last_fit.pop(cpu.id, None)
+    if fit is not None and fit[1] != fit[2] and not (fit[1] < 0 and fit[2] < 0):
+        raise Violation("I12", f"best fit for {fit[0]} pages chose {fit[1]}, reference says {fit[2]}")
+    lo = call.args["pgoff"]
+    hi = min(lo + call.args["page_cnt"], arena.max_entries)
+    for pgoff in range(lo, hi):
+        if (arena.rt.is_set(pgoff, 1) == 0) != arena.ref.all_free(pgoff, 1):
+            raise Violation("I12", f"range tree and reference disagree on slot {pgoff}")
+
+
+def i13_count_real(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
+    for raw, delta in ((old, -1), (new, 1)):
+        page = m.page_of(raw)
+        if page is not None and not page.shared:
+            arena = page_arena(m, page)
+            if arena is not None:
+                arena.real_ptes += delta
+
+
+def i13_nr_pages(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
+    for arena in arenas(m):
+        if not arena.destroyed and arena.spinlock.owner is None and arena.nr_pages != arena.real_ptes:
+            raise Violation("I13", f"nr_pages {arena.nr_pages} != {arena.real_ptes} REAL ptes in {arena.name}")
+
+
+def i15_no_tlb_after_free(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
+    if call.spec.id != "arena.free" or result != "freed":
+        return
+    arena = _arena_of(m, call)
+    assert arena is not None
+    lo = arena.vpage(call.args["pgoff"])
+    for c in m.cpus:
+        for vpage, page in c.tlb.items():
+            if lo <= vpage < lo + call.args["page_cnt"] and page.freed:
+                raise Violation("I15", f"cpu{c.id} TLB still maps a freed page after free returned")
+
+
+def i16_room_but_no_page(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
+    """An allocation that fails although the arena had room, with no injected failure to
+    blame: the slot best fit offers can never be allocated (``merged`` after a scratch)."""
+    if call.spec.id != "arena.alloc" or result != 0 or call.args["addr"] != "any":
+        return
+    arena = _arena_of(m, call)
+    if arena is None or len(m.injected) != cpu.injected_at_start:
+        return
+    fit = arena.last_fit.get(cpu.id)
+    if fit is not None and fit[2] >= 0:
+        raise Violation("I16", f"allocation of {fit[0]} pages failed although slot {fit[2]} was free")
+
+
+INVARIANTS: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("I1", "scratch_lifetime", "the scratch page is freed once, at destroy",
+     {"page_free": i1_scratch_freed_early, "op_done": i1_scratch_freed_at_destroy}),
+    ("I3", "scratch_not_user", "the scratch page is never user-mapped", {"access": i3_scratch_user_access}),
+    ("I4", "scratch_placement", "scratch PTEs only where a kernel fault of this arena touched",
+     {"pte_set": i4_scratch_placement}),
+    ("I5", "prog_access_keeps_pte", "BPF access to EMPTY never changes the PTE", {"pte_set": i5_prog_access_keeps_pte}),
+    ("I6", "recovery_decision", "a kernel fault is recovered iff SPEC's conditions hold",
+     {"fault_done": i6_recovery_decision}),
+    ("I7", "report_after_install", "every scratch install is reported",
+     {"pte_set": i7_note_install, "fault_done": i7_report_made}),
+    ("I8", "installer_overwrite", "the installer never overwrites a non-zero PTE", {"pte_set": i8_installer_overwrite}),
+    ("I8", "no_leak", "no real page is lost between install and clear",
+     {"pte_set": i8_track_orphans, "page_free": i8_forget_freed, "op_done": i8_no_leak}),
+    ("I9", "no_scratch_after_alloc", "an allocated slot never reaches scratch data",
+     {"access": i9_no_scratch_after_alloc}),
+    ("I11", "freed_range", "after a completed free no slot of it is REAL and FREE", {"op_done": i11_freed_range}),
+    ("I12", "range_tree", "range tree matches the reference (best fit, all-or-nothing)", {"op_done": i12_range_tree}),
+    ("I13", "nr_pages", "nr_pages equals the number of REAL PTEs",
+     {"pte_set": i13_count_real, "op_done": i13_nr_pages}),
+    ("I15", "no_tlb_after_free", "no TLB maps a freed page after free returns", {"op_done": i15_no_tlb_after_free}),
+    ("I16", "room_but_no_page", "an allocation with room and no injected failure succeeds",
+     {"op_done": i16_room_but_no_page}),
+]

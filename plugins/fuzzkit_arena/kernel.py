@@ -1,0 +1,402 @@
+"""The arena's kernel paths (kernel/bpf/arena.c), each a named, replaceable primitive.
+
+Locking, as in the kernel: ``arena->spinlock`` (a resilient spinlock whose acquisition can
+fail, injection point ``arena_spin_lock``) is held across the whole of an allocation (claim,
+page allocation, PTE installation), across the range-tree update and PTE clearing of a free,
+and across a user fault. The kernel-fault scratch installer takes no lock: it is the one
+writer that races with the lock holders, and only through ``ptep_try_set`` against
+``ptep_get_and_clear`` (R17). That is why those two must be atomic.
+
+Every function takes ``(m, cpu, ...)``; generator functions yield a label after each atomic
+step (DESIGN principle 3).
+"""
+
+from __future__ import annotations
+
+from fuzzkit import PAGE_SHIFT, PAGE_SIZE, RETRY, Cpu, Fault, Machine, Page, Steps
+
+from fuzzkit_arena.arena import BPF_F_SEGV_ON_FAULT, Arena, BpfProg, clear_lo32
+
+EBUSY = -16
+EINVAL = -22
+NUMA_NO_NODE = -1
+#: Emulated machines have one NUMA node.
+NR_NODES = 1
+#: Outcome of a user fault that could not take the lock: the access is retried.
+VM_FAULT_RETRY = "retry"
+
+
+def arena_spin_lock(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
+    """raw_res_spin_lock_irqsave(): waits for the holder, but may also fail (deadlock or
+    timeout detection), which callers must handle."""
+    if m.inject("arena_spin_lock"):
+        yield "spin_lock failed"
+        return False
+    yield from m.mutex_lock(cpu, arena.spinlock)
+    return True
+
+
+# -- range tree (R2, R10) ------------------------------------------------------------------------
+
+
+def is_range_tree_set(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    return arena.rt.is_set(pgoff, n)
+
+
+def range_tree_find(m: Machine, arena: Arena, n: int) -> int:
+    return arena.rt.find(n)
+
+
+def range_tree_clear(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    return arena.rt.clear(m, pgoff, n)
+
+
+def range_tree_set(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    return arena.rt.set(m, pgoff, n)
+
+
+# The arena code reaches the range tree through these two, which also move the I12
+# reference model on success, so a replaced range-tree primitive is still judged against
+# what the operation meant to do.
+
+
+def rt_clear(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    ret: int = m.k.range_tree_clear(m, arena, pgoff, n)
+    if ret == 0:
+        arena.ref.take(pgoff, n)
+    return ret
+
+
+def rt_set(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    ret: int = m.k.range_tree_set(m, arena, pgoff, n)
+    if ret == 0:
+        arena.ref.release(pgoff, n)
+    return ret
+
+
+# -- PTE callbacks (R4, R7, R15) ---------------------------------------------------------------
+
+
+def apply_range_set_cb_merged(m: Machine, cpu: Cpu, arena: Arena, vpage: int, page: Page) -> Steps:
+    """R4 ``merged``: a none check, then a plain store. A scratch PTE is not none: -EBUSY."""
+    old = yield from m.k.ptep_get(m, cpu, vpage)
+    if not m.arch.pte_none(old):
+        return EBUSY
+    yield from m.k.set_pte_at(m, cpu, vpage, m.arch.mk_pte(page.pfn))
+    return 0
+
+
+def apply_range_set_cb_fixed(m: Machine, cpu: Cpu, arena: Arena, vpage: int, page: Page) -> Steps:
+    """R4 ``fixed``: install atomically into a zero slot; if the scratch page is there, clear
+    it and break-before-make, then try again. Modelled exactly as written: when ``pte_none``
+    says "none" but the strict-zero cmpxchg fails (x86 stray A/D bits, R16) this loops."""
+    k = m.k
+    new = m.arch.mk_pte(page.pfn)
+    while not (yield from k.ptep_try_set(m, cpu, vpage, new)):
+        old = yield from k.ptep_get(m, cpu, vpage)
+        if m.arch.pte_none(old):
+            continue
+        if m.page_of(old) is not arena.scratch:
+            m.note("WARN_ON_ONCE: slot holds a page that is not the scratch page")
+            return EBUSY
+        yield from k.ptep_get_and_clear(m, cpu, vpage)
+        yield from k.flush_tlb_before_set(m, cpu, vpage)
+    return 0
+
+
+def flush_tlb_before_set(m: Machine, cpu: Cpu, vpage: int) -> Steps:
+    """Break-before-make TLB invalidation: a flush where the arch requires it (arm64), a
+    no-op elsewhere (x86, R17)."""
+    if m.arch.break_before_make:
+        yield from m.k.flush_tlb_kernel_range(m, cpu, vpage, vpage + 1)
+
+
+def apply_range_clear_cb(m: Machine, cpu: Cpu, arena: Arena, vpage: int) -> Steps:
+    """R7/R9: atomically clear a PTE; return the real page to free, or None (empty, or the
+    scratch page, which is skipped: it must survive until destroy)."""
+    old = yield from m.k.ptep_get_and_clear(m, cpu, vpage)
+    if m.arch.pte_none(old) or not m.arch.pte_present(old):
+        return None
+    page = m.page_of(old)
+    if page is arena.scratch:
+        return None
+    return page
+
+
+def apply_range_set_scratch_cb(m: Machine, cpu: Cpu, arena: Arena, vpage: int) -> Steps:
+    """R15: best-effort install of the scratch page into an empty PTE. The result of
+    ``ptep_try_set`` is ignored: losing means someone else installed a valid entry."""
+    old = yield from m.k.ptep_get(m, cpu, vpage)
+    if not m.arch.pte_none(old):
+        return
+    yield from m.k.ptep_try_set(m, cpu, vpage, arena.scratch_pte)
+
+
+def bpf_prog_find_from_stack(m: Machine, cpu: Cpu) -> BpfProg | None:
+    """The stack walk of R15: the innermost *main* BPF program, skipping subprograms."""
+    for frame in reversed(cpu.stack):
+        if frame.kind == "bpf_main":
+            prog: BpfProg = frame.prog
+            return prog
+    return None
+
+
+def report_arena_violation(m: Machine, cpu: Cpu, prog: BpfProg, write: bool, offset: int) -> None:
+    """R18: report to the main program's stderr stream with the rebased address."""
+    main = prog.main_prog()
+    arena = main.arena
+    base = clear_lo32(arena.user_vm_start) if arena is not None else 0
+    stack = " <- ".join(f.prog.name if f.prog is not None else f.kind for f in reversed(cpu.stack))
+    text = f"ERROR: Arena {'WRITE' if write else 'READ'} access at unmapped address {base + offset:#x} [{stack}]"
+    main.stream.push(m, cpu.id, text)
+
+
+def bpf_arena_handle_page_fault(m: Machine, cpu: Cpu, fault: Fault) -> Steps:
+    """R15, the arch fault hook. Takes no lock: the fault may nest inside the lock holder."""
+    prog = m.k.bpf_prog_find_from_stack(m, cpu)
+    if prog is None:
+        return None
+    arena = prog.main_prog().arena
+    if arena is None:
+        return None
+    page_addr = fault.addr & ~(PAGE_SIZE - 1)
+    if not arena.in_recovery_band(page_addr):
+        return None
+    yield from m.k.apply_range_set_scratch_cb(m, cpu, arena, page_addr >> PAGE_SHIFT)
+    report_arena_violation(m, cpu, prog, fault.write, page_addr - arena.kbase)
+    return RETRY
+
+
+# -- walking existing PTEs ---------------------------------------------------------------------
+
+
+def present_vpages(m: Machine, lo: int, hi: int) -> list[int]:
+    """apply_to_existing_page_range(): the non-none PTEs in ``[lo, hi)``, in address order.
+    Sparse on purpose: a 1M-page range costs what is mapped, not its size."""
+    if hi - lo <= len(m.ptes):
+        found = [v for v in range(lo, hi) if v in m.ptes]
+    else:
+        found = sorted(v for v in m.ptes if lo <= v < hi)
+    return [v for v in found if not m.arch.pte_none(m.ptes[v])]
+
+
+def clear_range(m: Machine, cpu: Cpu, arena: Arena, lo: int, n: int) -> Steps:
+    """Clear every present PTE of ``[lo, lo+n)`` and return the real pages to free."""
+    pages = []
+    for vpage in present_vpages(m, lo, lo + n):
+        page = yield from m.k.apply_range_clear_cb(m, cpu, arena, vpage)
+        if page is not None:
+            pages.append(page)
+            arena.nr_pages -= 1
+    return pages
+
+
+def zap_pages(m: Machine, cpu: Cpu, arena: Arena, full_uaddr: int, n: int) -> Steps:
+    """Remove the range from user mappings (under arena->lock, as zap_pages does)."""
+    yield from m.mutex_lock(cpu, arena.lock)
+    m.user_zap(full_uaddr >> PAGE_SHIFT, (full_uaddr >> PAGE_SHIFT) + n)
+    m.mutex_unlock(cpu, arena.lock)
+    yield "zap_pages"
+
+
+def free_collected(m: Machine, cpu: Cpu, pages: list[Page]) -> Steps:
+    for page in pages:
+        m.free_page(cpu, page)
+    if pages:
+        yield "__free_page"
+
+
+# -- allocation (R1-R5) ---------------------------------------------------------------------------
+
+
+def arena_alloc_pages(
+    m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: int, node: int, sleepable: bool
+) -> Steps:
+    """Returns the user address of the first page, or 0 (NULL) with no state change."""
+    k = m.k
+    page_cnt_max = arena.page_cnt_max
+    if node != NUMA_NO_NODE and not 0 <= node < NR_NODES:
+        return 0
+    if page_cnt > page_cnt_max:
+        return 0
+    pgoff = 0
+    if uaddr:
+        if uaddr & (PAGE_SIZE - 1):
+            return 0
+        pgoff = arena.compute_pgoff(uaddr)
+        if pgoff > page_cnt_max - page_cnt:
+            return 0
+    if m.inject("kmalloc_nolock"):  # the pages array
+        return 0
+    if not (yield from arena_spin_lock(m, cpu, arena)):
+        return 0
+    if uaddr:
+        ret = k.is_range_tree_set(m, arena, pgoff, page_cnt)
+        if ret == 0:
+            ret = rt_clear(m, arena, pgoff, page_cnt)
+    else:
+        ret = pgoff = k.range_tree_find(m, arena, page_cnt)
+        arena.last_fit[cpu.id] = (page_cnt, pgoff, arena.ref.best_fit(page_cnt))
+        if pgoff >= 0:
+            ret = rt_clear(m, arena, pgoff, page_cnt)
+    yield "range_tree_clear"
+    if ret:
+        m.mutex_unlock(cpu, arena.spinlock)
+        return 0
+    uaddr32 = (arena.user_vm_start + pgoff * PAGE_SIZE) & 0xFFFFFFFF
+    first = (arena.kbase + uaddr32) >> PAGE_SHIFT
+    mapped = 0
+    pages: list[Page] = []
+    for _ in range(page_cnt):
+        page = m.alloc_page(arena.name)
+        if page is None:  # bpf_map_alloc_pages() gives back a partial batch itself
+            for p in pages:
+                m.free_page(cpu, p)
+            pages = []
+            break
+        pages.append(page)
+    if len(pages) == page_cnt:
+        for i, page in enumerate(pages):
+            if (yield from k.apply_range_set_cb(m, cpu, arena, first + i, page)):
+                for p in pages[i:]:
+                    m.free_page(cpu, p)
+                break
+            mapped += 1
+            arena.nr_pages += 1
+        else:
+            m.mutex_unlock(cpu, arena.spinlock)
+            return clear_lo32(arena.user_vm_start) + uaddr32
+    # R3: restore the range tree for what was not mapped, free the mapped prefix.
+    rt_set(m, arena, pgoff + mapped, page_cnt - mapped)
+    m.mutex_unlock(cpu, arena.spinlock)
+    yield "alloc rollback"
+    if mapped:
+        yield from k.arena_free_pages(m, cpu, arena, uaddr32, mapped, sleepable)
+    return 0
+
+
+# -- free (R6-R9) ----------------------------------------------------------------------------------
+
+
+def arena_free_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: int, sleepable: bool) -> Steps:
+    """Returns "freed", "deferred", "leaked" (span allocation failed, R8) or "noop"."""
+    uaddr = (uaddr & 0xFFFFFFFF) & ~(PAGE_SIZE - 1)
+    full_uaddr = clear_lo32(arena.user_vm_start) + uaddr
+    uaddr_end = min(arena.user_vm_end, full_uaddr + (page_cnt << PAGE_SHIFT))
+    if full_uaddr >= uaddr_end:
+        return "noop"
+    page_cnt = (uaddr_end - full_uaddr) >> PAGE_SHIFT
+    pgoff = arena.compute_pgoff(uaddr)
+    if not sleepable or not (yield from arena_spin_lock(m, cpu, arena)):
+        if m.inject("free_span_alloc"):
+            arena.leaked_spans += page_cnt
+            m.note(f"free span allocation failed: {page_cnt} pages leak until destroy (R8)")
+            return "leaked"
+        arena.free_spans.append((uaddr, page_cnt))
+        yield "queue free span"
+        return "deferred"
+    rt_set(m, arena, pgoff, page_cnt)
+    yield "range_tree_set"
+    kpage = (arena.kbase + uaddr) >> PAGE_SHIFT
+    pages = yield from clear_range(m, cpu, arena, kpage, page_cnt)
+    m.mutex_unlock(cpu, arena.spinlock)
+    yield from m.k.flush_tlb_kernel_range(m, cpu, kpage, kpage + page_cnt)
+    yield from zap_pages(m, cpu, arena, full_uaddr, page_cnt)
+    yield from free_collected(m, cpu, pages)
+    return "freed"
+
+
+def arena_free_worker(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
+    """R8's worker: performs the queued frees as R7 does, all spans under one lock hold."""
+    if not arena.free_spans:
+        return 0
+    if not (yield from arena_spin_lock(m, cpu, arena)):
+        return 0  # schedule_work() again: the spans stay queued
+    spans, arena.free_spans = arena.free_spans, []
+    pages: list[Page] = []
+    for uaddr, page_cnt in spans:
+        kpage = (arena.kbase + uaddr) >> PAGE_SHIFT
+        pages += yield from clear_range(m, cpu, arena, kpage, page_cnt)
+        rt_set(m, arena, arena.compute_pgoff(uaddr), page_cnt)
+        yield "range_tree_set"
+    m.mutex_unlock(cpu, arena.spinlock)
+    for uaddr, page_cnt in spans:
+        kpage = (arena.kbase + uaddr) >> PAGE_SHIFT
+        yield from m.k.flush_tlb_kernel_range(m, cpu, kpage, kpage + page_cnt)
+        yield from zap_pages(m, cpu, arena, clear_lo32(arena.user_vm_start) + uaddr, page_cnt)
+    yield from free_collected(m, cpu, pages)
+    return len(spans)
+
+
+# -- reserve (R10) ---------------------------------------------------------------------------------
+
+
+def arena_reserve_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: int) -> Steps:
+    if page_cnt == 0 or uaddr & (PAGE_SIZE - 1):
+        return 0
+    pgoff = arena.compute_pgoff(uaddr)
+    if pgoff + page_cnt > arena.page_cnt_max:
+        return EINVAL
+    if not (yield from arena_spin_lock(m, cpu, arena)):
+        return EBUSY
+    ret = EBUSY if m.k.is_range_tree_set(m, arena, pgoff, page_cnt) else rt_clear(m, arena, pgoff, page_cnt)
+    m.mutex_unlock(cpu, arena.spinlock)
+    yield "range_tree_clear"
+    return ret
+
+
+# -- user faults (R11) -----------------------------------------------------------------------------
+
+
+def arena_vm_fault(m: Machine, cpu: Cpu, arena: Arena, uaddr: int) -> Steps:
+    """Returns the page to map, None for SIGSEGV, or VM_FAULT_RETRY."""
+    if not (yield from arena_spin_lock(m, cpu, arena)):
+        return VM_FAULT_RETRY
+    vpage = arena.kaddr(uaddr) >> PAGE_SHIFT
+    pgoff = (uaddr - arena.user_vm_start) >> PAGE_SHIFT
+    page = m.page_of((yield from m.k.ptep_get(m, cpu, vpage)))
+    if page is arena.scratch:
+        page = None  # a kernel fault scratched this slot: never lazily allocate over it
+    elif page is None and not arena.flags & BPF_F_SEGV_ON_FAULT and rt_clear(m, arena, pgoff, 1) == 0:
+        page = m.alloc_page(arena.name)
+        if page is not None and (yield from m.k.apply_range_set_cb(m, cpu, arena, vpage, page)):
+            m.free_page(cpu, page)
+            page = None
+        if page is None:
+            rt_set(m, arena, pgoff, 1)
+        else:
+            arena.nr_pages += 1
+    m.mutex_unlock(cpu, arena.spinlock)
+    yield "arena_vm_fault"
+    return page
+
+
+# -- destroy (R19) ---------------------------------------------------------------------------------
+
+
+def arena_map_free(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
+    """Runs when the last reference goes. Refused (WARN, leak) while user VMAs exist."""
+    if arena.vmas:
+        arena.leaked = arena.destroyed = True
+        m.note("WARN_ON_ONCE: arena freed while user VMAs exist; leaked")
+        yield "map_free refused"
+        return "refused"
+    while arena.free_spans:  # irq_work_sync() + flush_work()
+        yield from m.k.arena_free_worker(m, cpu, arena)
+    lo = arena.kbase >> PAGE_SHIFT
+    hi = lo + ((1 << 32) + (32 << 10) >> PAGE_SHIFT)
+    vpages = present_vpages(m, lo, hi)
+    pages = [p for p in (m.page_of(m.ptes[v]) for v in vpages) if p is not None and p is not arena.scratch]
+    # existing_page_cb frees pages while their PTEs are still set and free_vm_area() then
+    # tears the tables down; nothing can reach the band any more, so clearing first (what
+    # free_vm_area does) keeps the I2 bookkeeping exact without changing what is observable.
+    for v in vpages:
+        m.set_pte(cpu, v, 0)
+    m.tlb_flush(cpu, lo, hi)
+    yield "free_vm_area"
+    for page in pages:
+        m.free_page(cpu, page)
+    m.free_page(cpu, arena.scratch)
+    arena.destroyed = True
+    yield "free scratch"
+    return "destroyed"
