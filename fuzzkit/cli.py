@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="the default job: replay every bundled example program and summarise",
     )
-    p.add_argument("dir", nargs="?", type=Path, default=EXAMPLES, help=f"folder of programs (default {EXAMPLES})")
+    p.add_argument(
+        "dir", nargs="?", type=Path, default=EXAMPLES, help=f"folder of programs (default {EXAMPLES})"
+    )
 
     p = sub.add_parser(
         "bench",
@@ -133,19 +135,34 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         add(inv.plugin, "invariants", f"{sid}/{name}" + (f" ({inv.arch} only)" if inv.arch else ""))
     if args.json:
         out = [
-            {"name": p.name, "version": p.version, "distribution": p.distribution, "module": p.module,
-             "registered": what.get(p.name, {})}
+            {
+                "name": p.name,
+                "version": p.version,
+                "distribution": p.distribution,
+                "module": p.module,
+                "registered": what.get(p.name, {}),
+            }
             for p in reg.plugins
         ]
         print(json.dumps({"plugins": out, "op_table": reg.fingerprint()}, indent=2))
         return EXIT_CLEAN
     rows = [
-        [p.name, p.version, p.distribution,
-         "\n".join(f"{k}: {', '.join(v)}" for k, v in what.get(p.name, {}).items()) or "-"]
+        [
+            p.name,
+            p.version,
+            p.distribution,
+            "\n".join(f"{k}: {', '.join(v)}" for k, v in what.get(p.name, {}).items()) or "-",
+        ]
         for p in reg.plugins
     ]
-    print(tabulate(rows, headers=["plugin", "version", "distribution", "registered"], tablefmt="simple",
-                   maxcolwidths=[None, None, None, 90]))
+    print(
+        tabulate(
+            rows,
+            headers=["plugin", "version", "distribution", "registered"],
+            tablefmt="simple",
+            maxcolwidths=[None, None, None, 90],
+        )
+    )
     print(f"\nop table fingerprint: {reg.fingerprint()}")
     return EXIT_CLEAN
 
@@ -159,14 +176,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         result = session.run(prog, trace=True, source=str(path))
         worst = max(worst, EXIT_FINDING if result.finding else EXIT_CLEAN)
         if args.json:
-            docs.append({
-                "file": str(path),
-                "config": {"arch": prog.arch, "revision": prog.revision, "cpus": prog.cpus},
-                "steps": result.steps,
-                "results": {str(k): v for k, v in sorted(result.results.items())},
-                "finding": result.finding.to_json() if result.finding else None,
-                "trace": trace_json(result.trace or []),
-            })
+            docs.append(
+                {
+                    "file": str(path),
+                    "config": {"arch": prog.arch, "revision": prog.revision, "cpus": prog.cpus},
+                    "steps": result.steps,
+                    "results": {str(k): v for k, v in sorted(result.results.items())},
+                    "finding": result.finding.to_json() if result.finding else None,
+                    "trace": trace_json(result.trace or []),
+                }
+            )
             continue
         print(f"== {path} ({prog.arch}, {prog.revision}, {prog.cpus} cpu{'s' if prog.cpus > 1 else ''})")
         if prog.description:
@@ -198,11 +217,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         prog = load(path)
         result = session.run(prog, source=str(path))
         found += result.finding is not None
-        rows.append([path.name, f"{prog.arch}/{prog.revision}", prog.cpus, result.steps,
-                     result.finding.title if result.finding else "clean"])
+        rows.append(
+            [
+                path.name,
+                f"{prog.arch}/{prog.revision}",
+                prog.cpus,
+                result.steps,
+                result.finding.title if result.finding else "clean",
+            ]
+        )
     print(tabulate(rows, headers=["program", "config", "cpus", "steps", "outcome"], tablefmt="simple"))
-    print(f"\n{len(files)} programs replayed, {found} with findings. "
-          f"Replay one with its trace: fuzzkit replay {files[0]}")
+    print(
+        f"\n{len(files)} programs replayed, {found} with findings. "
+        f"Replay one with its trace: fuzzkit replay {files[0]}"
+    )
     return EXIT_CLEAN
 
 
@@ -217,9 +245,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         fig = emulator_throughput(session, arch, DEFAULT_REVISION, cpus, args.programs)
         figures.append(fig)
         if not args.json:
-            print(f"{fig.name}, {cpus} cpu: {fig.steps_per_second:,.0f} steps/s "
-                  f"({fig.steps} steps, {fig.programs} programs, {fig.findings} with findings, "
-                  f"{fig.seconds:.2f}s)", flush=True)
+            print(
+                f"{fig.name}, {cpus} cpu: {fig.steps_per_second:,.0f} steps/s "
+                f"({fig.steps} steps, {fig.programs} programs, {fig.findings} with findings, "
+                f"{fig.seconds:.2f}s)",
+                flush=True,
+            )
     if args.json:
         print(json.dumps({"figures": [f.to_json() for f in figures]}, indent=2))
     return EXIT_CLEAN

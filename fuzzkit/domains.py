@@ -10,7 +10,6 @@ default at index 0, so "simpler" always means "smaller index".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -123,4 +122,4 @@ class Handle:
         return value
 
 
-Domain = Union[Int, Choice, Handle]
+Domain = Int | Choice | Handle

@@ -40,8 +40,7 @@ def random_program(kernel: Kernel, rng: random.Random, n_ops: int) -> Program:
             created[op.creates] = 1
     for _ in range(n_ops - len(calls)):
         ready = [
-            op for op in ops
-            if all(created.get(d.kind) for d in op.args.values() if isinstance(d, Handle))
+            op for op in ops if all(created.get(d.kind) for d in op.args.values() if isinstance(d, Handle))
         ]
         if not ready:
             break

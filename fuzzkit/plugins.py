@@ -78,7 +78,9 @@ def load_registry(
         _register(pm, registry, obj, PluginInfo(name, version, dist, ep.value))
     for name, obj in extra:
         if name not in disable:
-            _register(pm, registry, obj, PluginInfo(name, "-", "(in-process)", getattr(obj, "__name__", repr(obj))))
+            _register(
+                pm, registry, obj, PluginInfo(name, "-", "(in-process)", getattr(obj, "__name__", repr(obj)))
+            )
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

@@ -150,7 +150,7 @@ def from_json(doc: Any, source: str = "<program>") -> Program:
         ("fuzzkit", "schema", "description", "config", "ops", "schedule", "inject", "recorded_with"),
     )
     if top.get("fuzzkit", str) != KIND:
-        raise top.error("fuzzkit", f"expected \"{KIND}\": this is not a fuzzkit program")
+        raise top.error("fuzzkit", f'expected "{KIND}": this is not a fuzzkit program')
     schema = top.get("schema", int)
     if schema != SCHEMA:
         raise top.error("schema", f"version {schema} is not supported; this fuzzkit reads version {SCHEMA}")

@@ -240,7 +240,11 @@ class Registrar:
             raise self._fail(f"primitive '{name}' needs an identifier name and a callable")
         if revision is not None and revision not in REVISIONS:
             raise self._fail(f"primitive '{name}' names unknown revision '{revision}'")
-        clash = [p for (n, r), p in self.registry.primitives.items() if n == name and (r is None or revision is None or r == revision)]
+        clash = [
+            p
+            for (n, r), p in self.registry.primitives.items()
+            if n == name and (r is None or revision is None or r == revision)
+        ]
         if clash:
             raise self._dup("primitive", name, clash[0].plugin)
         self.registry.primitives[(name, revision)] = Primitive(name, fn, summary, revision, self.plugin)
@@ -298,7 +302,9 @@ class Registrar:
             raise self._fail(f"invariant '{spec_id}/{name}': id like 'I8' and an identifier name")
         bad = sorted(set(on) - set(EVENTS))
         if bad or not on:
-            raise self._fail(f"invariant '{spec_id}/{name}' observes unknown events {bad}; events: {', '.join(EVENTS)}")
+            raise self._fail(
+                f"invariant '{spec_id}/{name}' observes unknown events {bad}; events: {', '.join(EVENTS)}"
+            )
         key = (spec_id, name)
         if key in self.registry.invariants:
             raise self._dup("invariant", f"{spec_id}/{name}", self.registry.invariants[key].plugin)
@@ -310,9 +316,12 @@ class Registrar:
             known = ", ".join(self.registry.primitive_names())
             raise self._fail(f"replaces primitive '{name}', which no plugin registers; known: {known}")
         if name in self.registry.replacements:
-            raise self._fail(f"primitive '{name}' is already replaced by {self.registry.culprit(self.registry.replacements[name].plugin)}")
+            owner = self.registry.culprit(self.registry.replacements[name].plugin)
+            raise self._fail(f"primitive '{name}' is already replaced by {owner}")
         if inspect.isgeneratorfunction(fn) != inspect.isgeneratorfunction(originals[0].fn):
-            kind = "a generator function" if inspect.isgeneratorfunction(originals[0].fn) else "a plain function"
+            kind = (
+                "a generator function" if inspect.isgeneratorfunction(originals[0].fn) else "a plain function"
+            )
             raise self._fail(f"replacement for '{name}' must be {kind}, like the original")
         self.registry.replacements[name] = Replacement(name, fn, reason, self.plugin)
 

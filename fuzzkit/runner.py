@@ -76,8 +76,13 @@ def format_result(value: Any) -> str:
 
 def ops_table(program: Program, result: RunResult) -> str:
     rows = [
-        [i, f"cpu{c.cpu}", c.op, " ".join(f"{k}={v}" for k, v in c.args.items()),
-         format_result(result.results[i]) if i in result.results else "(not run)"]
+        [
+            i,
+            f"cpu{c.cpu}",
+            c.op,
+            " ".join(f"{k}={v}" for k, v in c.args.items()),
+            format_result(result.results[i]) if i in result.results else "(not run)",
+        ]
         for i, c in enumerate(program.ops)
     ]
     return tabulate(rows, headers=["#", "cpu", "op", "args", "result"], tablefmt="simple")

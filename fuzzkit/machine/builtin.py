@@ -67,7 +67,9 @@ def fuzzkit_register_primitives(register: Any) -> None:
     register("ptep_try_set", ptep_try_set, summary="strict-zero PTE cmpxchg (R16)")
     register("ptep_get_and_clear", ptep_get_and_clear, summary="atomic PTE exchange with 0 (R16)")
     register("set_pte_at", set_pte_at, summary="plain PTE store")
-    register("flush_tlb_kernel_range", flush_tlb_kernel_range, summary="kernel TLB flush on all CPUs (R7, R17)")
+    register(
+        "flush_tlb_kernel_range", flush_tlb_kernel_range, summary="kernel TLB flush on all CPUs (R7, R17)"
+    )
 
 
 # -- generic fault-path stages (R14) ------------------------------------------------------------
@@ -131,14 +133,22 @@ def _check_map(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
 def _check_access(m: Machine, cpu: Cpu, vpage: int, page: Page, write: bool, how: str) -> None:
     if page.freed:
         raise Violation(
-            "I2", f"{how} {'write' if write else 'read'} of freed {page.owner} page through a stale translation"
+            "I2",
+            f"{how} {'write' if write else 'read'} of freed {page.owner} page through a stale translation",
         )
 
 
 @hookimpl
 def fuzzkit_register_invariants(register: Any) -> None:
-    register("I2", "free", summary="a page is freed once, never while mapped or cached", on={"page_free": _check_free})
-    register("I2", "map", summary="no PTE maps a freed page; no page backs two slots", on={"pte_set": _check_map})
+    register(
+        "I2",
+        "free",
+        summary="a page is freed once, never while mapped or cached",
+        on={"page_free": _check_free},
+    )
+    register(
+        "I2", "map", summary="no PTE maps a freed page; no page backs two slots", on={"pte_set": _check_map}
+    )
     register("I2", "use_after_free", summary="no access reaches a freed page", on={"access": _check_access})
 
 

@@ -76,9 +76,7 @@ class RandomChoices:
         self.rng = random.Random(seed)
         self.preempt = preempt
         self.switch_at = (
-            frozenset(self.rng.randrange(1, horizon + 1) for _ in range(bound))
-            if bound is not None
-            else None
+            frozenset(self.rng.randrange(1, horizon + 1) for _ in range(bound)) if bound is not None else None
         )
         self.inject = dict(inject or {})
 

@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fuzzkit.machine.arch import (
-    FIXUP,
-    KFENCE,
     OOPS,
     PAGE_SHIFT,
     RETRY,
@@ -95,7 +93,7 @@ class Page:
     """A physical page frame. Frames are never reused (pfns grow), so a freed page stays
     recognisable as freed for the rest of the run."""
 
-    __slots__ = ("pfn", "owner", "shared", "freed", "kmaps", "umaps", "tlb_refs", "data")
+    __slots__ = ("data", "freed", "kmaps", "owner", "pfn", "shared", "tlb_refs", "umaps")
 
     def __init__(self, pfn: int, owner: str, shared: bool) -> None:
         self.pfn = pfn
@@ -184,6 +182,8 @@ class RunResult:
     switches: list[tuple[int, int]]
     injected: list[tuple[str, int]]
     trace: list[TraceStep] | None
+    #: The machine in its final state, for inspection (tests, reports).
+    machine: Machine
 
 
 class Machine:
@@ -448,64 +448,64 @@ class Machine:
     def run(self) -> RunResult:
         """Interleave the CPUs' operations until all are done or an invariant breaks."""
         finding = None
-        current: Cpu | None = None
-        pick = self.choices.pick
-        budget = self.op_step_budget
-        trace = self.trace
+        cpu: Cpu | None = None
         try:
             while True:
                 runnable = self.runnable()
                 if not runnable:
                     stuck = [c for c in self.cpus if c.gen is not None]
                     if stuck:
-                        c = stuck[0]
-                        lock = c.waiting.name if c.waiting else "?"
-                        current = c
-                        raise Violation("I16", f"deadlock: cpu{c.id} sleeps on {lock} forever")
+                        cpu = stuck[0]
+                        lock = cpu.waiting.name if cpu.waiting else "?"
+                        raise Violation("I16", f"deadlock: cpu{cpu.id} sleeps on {lock} forever")
                     break
                 if len(runnable) == 1:
                     cpu = runnable[0]
                 else:
-                    default = current if current in runnable else runnable[0]
-                    cpu = pick(self.step + 1, runnable, default)
+                    default = cpu if cpu in runnable else runnable[0]
+                    cpu = self.choices.pick(self.step + 1, runnable, default)
                     if cpu is not default:
                         self.switches.append((self.step + 1, cpu.id))
-                current = cpu
-                self.step += 1
-                if cpu.gen is None:
-                    call = cpu.queue.popleft()
-                    cpu.call = call
-                    cpu.op_steps = 0
-                    cpu.injected_at_start = len(self.injected)
-                    cpu.gen = call.spec.executor(self, cpu, call.args)
-                call = cpu.call  # type: ignore[assignment]
-                cpu.op_steps += 1
-                if cpu.op_steps > budget:
-                    raise Violation("I16", f"did not finish within {budget} steps")
-                try:
-                    label = cpu.gen.send(None)  # type: ignore[union-attr]
-                except StopIteration as stop:
-                    cpu.gen = None
-                    label = "done"
-                    self.results[call.index] = stop.value
-                    for check in self._on_op_done:
-                        check(self, cpu, call, stop.value)
-                if trace is not None:
-                    trace.append(TraceStep(self.step, cpu.id, call.index, call.spec.id, label, tuple(self._notes or ())))
-                    self._notes = []
+                self._step(cpu)
         except Violation as v:
-            finding = self._finding(v, current)
-            if trace is not None:
-                trace.append(
-                    TraceStep(self.step, current.id if current else 0, current.call.index if current and current.call else -1,
-                              current.call.spec.id if current and current.call else "-", f"VIOLATION {v.spec_id}",
-                              tuple(self._notes or ()) + (v.message,))
-                )
+            finding = self._finding(v, cpu)
+            if self.trace is not None and cpu is not None and cpu.call is not None:
+                self._record(cpu, cpu.call, f"VIOLATION {v.spec_id}: {v.message}")
         finally:
             for c in self.cpus:
                 if c.gen is not None:
                     c.gen.close()
-        return RunResult(finding, self.step, self.results, self.switches, self.injected, trace)
+        return RunResult(finding, self.step, self.results, self.switches, self.injected, self.trace, self)
+
+    def _step(self, cpu: Cpu) -> None:
+        """Advance ``cpu`` by one atomic step, starting its next op if it has none."""
+        self.step += 1
+        gen = cpu.gen
+        if gen is None:
+            cpu.call = cpu.queue.popleft()
+            cpu.op_steps = 0
+            cpu.injected_at_start = len(self.injected)
+            gen = cpu.gen = cpu.call.spec.executor(self, cpu, cpu.call.args)
+        call = cpu.call
+        assert call is not None
+        cpu.op_steps += 1
+        if cpu.op_steps > self.op_step_budget:
+            raise Violation("I16", f"did not finish within {self.op_step_budget} steps")
+        try:
+            label = gen.send(None)
+        except StopIteration as stop:
+            cpu.gen = None
+            label = "done"
+            self.results[call.index] = stop.value
+            for check in self._on_op_done:
+                check(self, cpu, call, stop.value)
+        if self.trace is not None:
+            self._record(cpu, call, label)
+
+    def _record(self, cpu: Cpu, call: Call, label: str) -> None:
+        assert self.trace is not None and self._notes is not None
+        self.trace.append(TraceStep(self.step, cpu.id, call.index, call.spec.id, label, tuple(self._notes)))
+        self._notes = []
 
     def _finding(self, v: Violation, cpu: Cpu | None) -> Finding:
         call = cpu.call if cpu is not None else None
@@ -520,4 +520,3 @@ class Machine:
             revision=self.revision,
             replaced=self.kernel.replaced,
         )
-

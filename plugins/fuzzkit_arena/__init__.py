@@ -20,14 +20,30 @@ hookimpl = pluggy.HookimplMarker("fuzzkit")
 @hookimpl
 def fuzzkit_register_primitives(register: Any) -> None:
     k = kernel
-    register("apply_range_set_cb", k.apply_range_set_cb_merged, revision="merged",
-             summary="R4 merged: -EBUSY unless pte_none, then set_pte_at")
-    register("apply_range_set_cb", k.apply_range_set_cb_fixed, revision="fixed",
-             summary="R4 fixed: ptep_try_set loop replacing scratch with break-before-make")
+    register(
+        "apply_range_set_cb",
+        k.apply_range_set_cb_merged,
+        revision="merged",
+        summary="R4 merged: -EBUSY unless pte_none, then set_pte_at",
+    )
+    register(
+        "apply_range_set_cb",
+        k.apply_range_set_cb_fixed,
+        revision="fixed",
+        summary="R4 fixed: ptep_try_set loop replacing scratch with break-before-make",
+    )
     register("apply_range_clear_cb", k.apply_range_clear_cb, summary="R7/R9 atomic clear, scratch skipped")
-    register("apply_range_set_scratch_cb", k.apply_range_set_scratch_cb, summary="R15 best-effort scratch install")
-    register("bpf_prog_find_from_stack", k.bpf_prog_find_from_stack, summary="R15 stack walk: first main program")
-    register("flush_tlb_before_set", k.flush_tlb_before_set, summary="break-before-make flush (arm64), no-op on x86")
+    register(
+        "apply_range_set_scratch_cb", k.apply_range_set_scratch_cb, summary="R15 best-effort scratch install"
+    )
+    register(
+        "bpf_prog_find_from_stack", k.bpf_prog_find_from_stack, summary="R15 stack walk: first main program"
+    )
+    register(
+        "flush_tlb_before_set",
+        k.flush_tlb_before_set,
+        summary="break-before-make flush (arm64), no-op on x86",
+    )
     register("is_range_tree_set", k.is_range_tree_set, summary="range tree: all FREE?")
     register("range_tree_find", k.range_tree_find, summary="range tree: best fit (R2)")
     register("range_tree_clear", k.range_tree_clear, summary="range tree: mark TAKEN")
@@ -42,8 +58,11 @@ def fuzzkit_register_primitives(register: Any) -> None:
 
 @hookimpl
 def fuzzkit_register_fault_stages(register: Any) -> None:
-    register("bpf_arena_handle_page_fault", kernel.bpf_arena_handle_page_fault,
-             summary="R15 scratch-page recovery of kernel faults in an arena")
+    register(
+        "bpf_arena_handle_page_fault",
+        kernel.bpf_arena_handle_page_fault,
+        summary="R15 scratch-page recovery of kernel faults in an arena",
+    )
 
 
 @hookimpl

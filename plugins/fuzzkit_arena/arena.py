@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fuzzkit import PAGE_SHIFT, PAGE_SIZE, Machine, Mutex, Page
-
 from fuzzkit_arena.range_tree import RangeTree, ReferenceRanges
 
 SZ_4G = 1 << 32
@@ -77,7 +76,9 @@ class BpfProg:
 class Arena:
     """A BPF_MAP_TYPE_ARENA map."""
 
-    def __init__(self, m: Machine, index: int, max_entries: int, flags: int, user_vm_start: int, scratch: Page) -> None:
+    def __init__(
+        self, m: Machine, index: int, max_entries: int, flags: int, user_vm_start: int, scratch: Page
+    ) -> None:
         self.index = index
         self.name = f"arena{index}"
         self.max_entries = max_entries

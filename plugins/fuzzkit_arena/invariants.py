@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from fuzzkit import PAGE_SHIFT, RETRY, Call, Cpu, Fault, Machine, Page, Violation
-
 from fuzzkit_arena.arena import Arena
 
 #: Per-machine oracle state lives in ``m.state`` under these keys.
@@ -171,8 +170,15 @@ def i9_no_scratch_after_alloc(m: Machine, cpu: Cpu, vpage: int, page: Page, writ
     if how == "user" or not page.shared:
         return
     current = m.page_of(m.ptes.get(vpage, 0))
-    if current is not None and current is not page and not current.shared and scratch_owner(m, page) is not None:
-        raise Violation("I9", f"{how} {'write' if write else 'read'} of an allocated slot reached the scratch page")
+    if (
+        current is not None
+        and current is not page
+        and not current.shared
+        and scratch_owner(m, page) is not None
+    ):
+        raise Violation(
+            "I9", f"{how} {'write' if write else 'read'} of an allocated slot reached the scratch page"
+        )
 
 
 # -- I11, I12, I13, I15, I16: bookkeeping after an operation ------------------------------------------
@@ -188,7 +194,9 @@ def i11_freed_range(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
         return
     arena = _arena_of(m, call)
     assert arena is not None
-    for pgoff in range(call.args["pgoff"], min(call.args["pgoff"] + call.args["page_cnt"], arena.max_entries)):
+    for pgoff in range(
+        call.args["pgoff"], min(call.args["pgoff"] + call.args["page_cnt"], arena.max_entries)
+    ):
         page = m.page_of(m.ptes.get(arena.vpage(pgoff), 0))
         if page is not None and not page.shared and arena.rt.is_set(pgoff, 1) == 0:
             raise Violation("I11", f"slot {pgoff} is REAL but FREE after a completed free")
@@ -222,7 +230,9 @@ def i13_count_real(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None
 def i13_nr_pages(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
     for arena in arenas(m):
         if not arena.destroyed and arena.spinlock.owner is None and arena.nr_pages != arena.real_ptes:
-            raise Violation("I13", f"nr_pages {arena.nr_pages} != {arena.real_ptes} REAL ptes in {arena.name}")
+            raise Violation(
+                "I13", f"nr_pages {arena.nr_pages} != {arena.real_ptes} REAL ptes in {arena.name}"
+            )
 
 
 def i15_no_tlb_after_free(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
@@ -251,26 +261,83 @@ def i16_room_but_no_page(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
 
 
 INVARIANTS: list[tuple[str, str, str, dict[str, Any]]] = [
-    ("I1", "scratch_lifetime", "the scratch page is freed once, at destroy",
-     {"page_free": i1_scratch_freed_early, "op_done": i1_scratch_freed_at_destroy}),
+    (
+        "I1",
+        "scratch_lifetime",
+        "the scratch page is freed once, at destroy",
+        {"page_free": i1_scratch_freed_early, "op_done": i1_scratch_freed_at_destroy},
+    ),
     ("I3", "scratch_not_user", "the scratch page is never user-mapped", {"access": i3_scratch_user_access}),
-    ("I4", "scratch_placement", "scratch PTEs only where a kernel fault of this arena touched",
-     {"pte_set": i4_scratch_placement}),
-    ("I5", "prog_access_keeps_pte", "BPF access to EMPTY never changes the PTE", {"pte_set": i5_prog_access_keeps_pte}),
-    ("I6", "recovery_decision", "a kernel fault is recovered iff SPEC's conditions hold",
-     {"fault_done": i6_recovery_decision}),
-    ("I7", "report_after_install", "every scratch install is reported",
-     {"pte_set": i7_note_install, "fault_done": i7_report_made}),
-    ("I8", "installer_overwrite", "the installer never overwrites a non-zero PTE", {"pte_set": i8_installer_overwrite}),
-    ("I8", "no_leak", "no real page is lost between install and clear",
-     {"pte_set": i8_track_orphans, "page_free": i8_forget_freed, "op_done": i8_no_leak}),
-    ("I9", "no_scratch_after_alloc", "an allocated slot never reaches scratch data",
-     {"access": i9_no_scratch_after_alloc}),
-    ("I11", "freed_range", "after a completed free no slot of it is REAL and FREE", {"op_done": i11_freed_range}),
-    ("I12", "range_tree", "range tree matches the reference (best fit, all-or-nothing)", {"op_done": i12_range_tree}),
-    ("I13", "nr_pages", "nr_pages equals the number of REAL PTEs",
-     {"pte_set": i13_count_real, "op_done": i13_nr_pages}),
-    ("I15", "no_tlb_after_free", "no TLB maps a freed page after free returns", {"op_done": i15_no_tlb_after_free}),
-    ("I16", "room_but_no_page", "an allocation with room and no injected failure succeeds",
-     {"op_done": i16_room_but_no_page}),
+    (
+        "I4",
+        "scratch_placement",
+        "scratch PTEs only where a kernel fault of this arena touched",
+        {"pte_set": i4_scratch_placement},
+    ),
+    (
+        "I5",
+        "prog_access_keeps_pte",
+        "BPF access to EMPTY never changes the PTE",
+        {"pte_set": i5_prog_access_keeps_pte},
+    ),
+    (
+        "I6",
+        "recovery_decision",
+        "a kernel fault is recovered iff SPEC's conditions hold",
+        {"fault_done": i6_recovery_decision},
+    ),
+    (
+        "I7",
+        "report_after_install",
+        "every scratch install is reported",
+        {"pte_set": i7_note_install, "fault_done": i7_report_made},
+    ),
+    (
+        "I8",
+        "installer_overwrite",
+        "the installer never overwrites a non-zero PTE",
+        {"pte_set": i8_installer_overwrite},
+    ),
+    (
+        "I8",
+        "no_leak",
+        "no real page is lost between install and clear",
+        {"pte_set": i8_track_orphans, "page_free": i8_forget_freed, "op_done": i8_no_leak},
+    ),
+    (
+        "I9",
+        "no_scratch_after_alloc",
+        "an allocated slot never reaches scratch data",
+        {"access": i9_no_scratch_after_alloc},
+    ),
+    (
+        "I11",
+        "freed_range",
+        "after a completed free no slot of it is REAL and FREE",
+        {"op_done": i11_freed_range},
+    ),
+    (
+        "I12",
+        "range_tree",
+        "range tree matches the reference (best fit, all-or-nothing)",
+        {"op_done": i12_range_tree},
+    ),
+    (
+        "I13",
+        "nr_pages",
+        "nr_pages equals the number of REAL PTEs",
+        {"pte_set": i13_count_real, "op_done": i13_nr_pages},
+    ),
+    (
+        "I15",
+        "no_tlb_after_free",
+        "no TLB maps a freed page after free returns",
+        {"op_done": i15_no_tlb_after_free},
+    ),
+    (
+        "I16",
+        "room_but_no_page",
+        "an allocation with room and no injected failure succeeds",
+        {"op_done": i16_room_but_no_page},
+    ),
 ]

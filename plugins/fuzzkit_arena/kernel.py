@@ -14,7 +14,6 @@ step (DESIGN principle 3).
 from __future__ import annotations
 
 from fuzzkit import PAGE_SHIFT, PAGE_SIZE, RETRY, Cpu, Fault, Machine, Page, Steps
-
 from fuzzkit_arena.arena import BPF_F_SEGV_ON_FAULT, Arena, BpfProg, clear_lo32
 
 EBUSY = -16
@@ -147,7 +146,9 @@ def report_arena_violation(m: Machine, cpu: Cpu, prog: BpfProg, write: bool, off
     arena = main.arena
     base = clear_lo32(arena.user_vm_start) if arena is not None else 0
     stack = " <- ".join(f.prog.name if f.prog is not None else f.kind for f in reversed(cpu.stack))
-    text = f"ERROR: Arena {'WRITE' if write else 'READ'} access at unmapped address {base + offset:#x} [{stack}]"
+    text = (
+        f"ERROR: Arena {'WRITE' if write else 'READ'} access at unmapped address {base + offset:#x} [{stack}]"
+    )
     main.stream.push(m, cpu.id, text)
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fuzzkit import FIXUP, PAGE_SHIFT, PAGE_SIZE, Choice, Cpu, Frame, Handle, Int, Machine, Steps
-
 from fuzzkit_arena.arena import (
     BPF_F_MMAPABLE,
     BPF_F_NO_USER_CONV,
@@ -70,7 +69,11 @@ def op_create(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
     flags = FLAGS[args["flags"]]
     max_entries = args["max_entries"]
     index = len(m.handles.get("arena", []))
-    if max_entries == 0 or not flags & BPF_F_MMAPABLE or flags & ~(BPF_F_MMAPABLE | BPF_F_SEGV_ON_FAULT | BPF_F_NO_USER_CONV):
+    if (
+        max_entries == 0
+        or not flags & BPF_F_MMAPABLE
+        or flags & ~(BPF_F_MMAPABLE | BPF_F_SEGV_ON_FAULT | BPF_F_NO_USER_CONV)
+    ):
         return "EINVAL"
     start = {
         "mmap": 0,
@@ -147,7 +150,9 @@ def op_alloc(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps:
         return 0
     uaddr = _uaddr(arena, args)
     return (
-        yield from m.k.arena_alloc_pages(m, cpu, arena, uaddr, args["page_cnt"], args["node"], args["sleepable"])
+        yield from m.k.arena_alloc_pages(
+            m, cpu, arena, uaddr, args["page_cnt"], args["node"], args["sleepable"]
+        )
     )
 
 
@@ -274,31 +279,99 @@ VALUE = Int(0, 255, default=0xA5)
 
 #: (op id, executor, argument domains, summary, SPEC rules, handle kind created, weight)
 OPS: list[tuple[str, Any, dict[str, Any], str, tuple[str, ...], str | None, float]] = [
-    ("arena.create", op_create,
-     {"max_entries": Int(0, MAX_PAGES + 1, default=16), "flags": Choice(tuple(FLAGS)),
-      "user_vm_start": Choice(("fixed", "mmap", "fixed_unaligned", "fixed_crossing_4g"))},
-     "create an arena map", ("R1",), "arena", 0.2),
+    (
+        "arena.create",
+        op_create,
+        {
+            "max_entries": Int(0, MAX_PAGES + 1, default=16),
+            "flags": Choice(tuple(FLAGS)),
+            "user_vm_start": Choice(("fixed", "mmap", "fixed_unaligned", "fixed_crossing_4g")),
+        },
+        "create an arena map",
+        ("R1",),
+        "arena",
+        0.2,
+    ),
     ("arena.mmap", op_mmap, {"arena": ARENA}, "mmap the arena in user space", ("R1", "R11"), None, 1.0),
     ("arena.munmap", op_munmap, {"arena": ARENA}, "unmap the arena from user space", ("R19",), None, 0.2),
-    ("arena.alloc", op_alloc,
-     {"arena": ARENA, "addr": Choice(("any", "fixed", "misaligned")), "pgoff": PGOFF, "page_cnt": PAGE_CNT,
-      "node": Choice((-1, 0, 7)), "flags": Choice((0, 1)), "sleepable": BOOL},
-     "bpf_arena_alloc_pages", ("R1", "R2", "R3", "R4", "R5", "R20"), None, 1.0),
-    ("arena.free", op_free,
-     {"arena": ARENA, "pgoff": PGOFF, "page_cnt": PAGE_CNT, "sleepable": BOOL},
-     "bpf_arena_free_pages", ("R6", "R7", "R8", "R9"), None, 1.0),
-    ("arena.free_worker", op_free_worker, {"arena": ARENA}, "run the deferred-free worker", ("R8",), None, 1.0),
-    ("arena.reserve", op_reserve, {"arena": ARENA, "pgoff": PGOFF, "page_cnt": PAGE_CNT},
-     "bpf_arena_reserve_pages", ("R10",), None, 1.0),
-    ("arena.user_access", op_user_access,
-     {"arena": ARENA, "pgoff": PGOFF, "word": WORD, "write": BOOL, "value": VALUE},
-     "user-space load/store", ("R11",), None, 1.0),
-    ("arena.prog_access", op_prog_access,
-     {"arena": ARENA, "pgoff": PGOFF, "word": WORD, "write": BOOL, "value": VALUE},
-     "BPF program load/store", ("R12", "R13"), None, 1.0),
-    ("arena.kernel_access", op_kernel_access,
-     {"arena": ARENA, "where": Choice(WHERE), "pgoff": PGOFF, "word": WORD,
-      "insn": Choice(("load", "store", "prefetch")), "stack": Choice(STACKS), "value": VALUE},
-     "kernel-side (kfunc) load/store", ("R14", "R15"), None, 1.0),
+    (
+        "arena.alloc",
+        op_alloc,
+        {
+            "arena": ARENA,
+            "addr": Choice(("any", "fixed", "misaligned")),
+            "pgoff": PGOFF,
+            "page_cnt": PAGE_CNT,
+            "node": Choice((-1, 0, 7)),
+            "flags": Choice((0, 1)),
+            "sleepable": BOOL,
+        },
+        "bpf_arena_alloc_pages",
+        ("R1", "R2", "R3", "R4", "R5", "R20"),
+        None,
+        1.0,
+    ),
+    (
+        "arena.free",
+        op_free,
+        {"arena": ARENA, "pgoff": PGOFF, "page_cnt": PAGE_CNT, "sleepable": BOOL},
+        "bpf_arena_free_pages",
+        ("R6", "R7", "R8", "R9"),
+        None,
+        1.0,
+    ),
+    (
+        "arena.free_worker",
+        op_free_worker,
+        {"arena": ARENA},
+        "run the deferred-free worker",
+        ("R8",),
+        None,
+        1.0,
+    ),
+    (
+        "arena.reserve",
+        op_reserve,
+        {"arena": ARENA, "pgoff": PGOFF, "page_cnt": PAGE_CNT},
+        "bpf_arena_reserve_pages",
+        ("R10",),
+        None,
+        1.0,
+    ),
+    (
+        "arena.user_access",
+        op_user_access,
+        {"arena": ARENA, "pgoff": PGOFF, "word": WORD, "write": BOOL, "value": VALUE},
+        "user-space load/store",
+        ("R11",),
+        None,
+        1.0,
+    ),
+    (
+        "arena.prog_access",
+        op_prog_access,
+        {"arena": ARENA, "pgoff": PGOFF, "word": WORD, "write": BOOL, "value": VALUE},
+        "BPF program load/store",
+        ("R12", "R13"),
+        None,
+        1.0,
+    ),
+    (
+        "arena.kernel_access",
+        op_kernel_access,
+        {
+            "arena": ARENA,
+            "where": Choice(WHERE),
+            "pgoff": PGOFF,
+            "word": WORD,
+            "insn": Choice(("load", "store", "prefetch")),
+            "stack": Choice(STACKS),
+            "value": VALUE,
+        },
+        "kernel-side (kfunc) load/store",
+        ("R14", "R15"),
+        None,
+        1.0,
+    ),
     ("arena.destroy", op_destroy, {"arena": ARENA}, "drop the map reference; map_free", ("R19",), None, 0.05),
 ]

@@ -22,7 +22,7 @@ ESRCH = -3
 class RangeTree:
     """Free intervals ``[start, end)``, sorted by start, never adjacent or overlapping."""
 
-    __slots__ = ("starts", "ends")
+    __slots__ = ("ends", "starts")
 
     def __init__(self) -> None:
         self.starts: list[int] = []
