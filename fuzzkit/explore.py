@@ -78,5 +78,5 @@ def explore(
                 continue
             for alt in range(path.widths[depth] - 1, -1, -1):
                 if alt != path.taken[depth]:
-                    stack.append(path.taken[:depth] + [alt])
+                    stack.append([*path.taken[:depth], alt])
     return Exploration(runs, True, None)
