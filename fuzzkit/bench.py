@@ -8,10 +8,14 @@ on, as in a campaign. Figures are wall-clock and belong in notes, never in tests
 from __future__ import annotations
 
 import random
+import resource
 import time
+import tracemalloc
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from fuzzkit.generate import random_program
+from fuzzkit.program import load
 from fuzzkit.machine.choices import RandomChoices
 from fuzzkit.machine.core import Machine
 from fuzzkit.runner import Session
@@ -49,3 +53,31 @@ def emulator_throughput(
         findings += result.finding is not None
     elapsed = time.perf_counter() - start
     return BenchFigure(f"emulator {arch}/{revision}", cpus, programs, steps, elapsed, findings)
+
+
+@dataclass
+class MemoryFigure:
+    program: str
+    steps: int
+    #: Peak Python heap allocated while the program ran (tracemalloc).
+    peak_bytes: int
+    #: Growth of the process's maximum resident set while it ran.
+    rss_growth_bytes: int
+    finding: str | None
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def memory(session: Session, path: Path) -> MemoryFigure:
+    """Replay ``path`` once, measuring what the run itself allocates."""
+    prog = load(path)
+    kernel, calls = session.resolve(prog, str(path))
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    result = Machine(kernel, calls, RandomChoices(0, preempt=0.0)).run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    title = result.finding.title if result.finding else None
+    return MemoryFigure(path.name, result.steps, peak, (rss1 - rss0) * 1024, title)

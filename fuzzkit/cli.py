@@ -22,6 +22,7 @@ from fuzzkit.runner import Session, ops_table, trace_json, trace_table
 EXIT_CLEAN, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "corpora" / "examples"
+BENCH_PROGRAMS = EXAMPLES.parent / "bench"
 
 DESCRIPTION = """\
 fuzzkit fuzzes a model of BPF arena direct kernel access: arena pages reachable from kernel
@@ -97,10 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="measure emulator steps per second on a canonical workload",
         description="Emulator steps per second on seeded programs of 32 ops drawn from the "
-        "whole op table, oracles on, for 1 and 2 CPUs.",
+        "whole op table, oracles on, for 1 and 2 CPUs; then peak memory of replaying each "
+        f"program in {BENCH_PROGRAMS} (a 4 GiB arena with a few hundred touched pages).",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--programs", type=int, default=300, help="programs per configuration (default 300)")
+    p.add_argument("--programs", type=int, default=1000, help="programs per configuration (default 1000)")
     p.add_argument("--arch", default=None, help="arch to measure (default: the first loaded)")
     return parser
 
@@ -235,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from fuzzkit.bench import emulator_throughput
+    from fuzzkit.bench import emulator_throughput, memory
 
     reg = _registry(args)
     session = Session(reg)
@@ -251,8 +253,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 f"{fig.seconds:.2f}s)",
                 flush=True,
             )
+    mem = []
+    for path in sorted(BENCH_PROGRAMS.glob("*.json")):
+        fig_m = memory(session, path)
+        mem.append(fig_m)
+        if not args.json:
+            print(f"memory {fig_m.program}: peak {fig_m.peak_bytes / 2**20:.1f} MiB heap, "
+                  f"+{fig_m.rss_growth_bytes / 2**20:.1f} MiB RSS, {fig_m.steps} steps, "
+                  f"{fig_m.finding or 'clean'}", flush=True)
     if args.json:
-        print(json.dumps({"figures": [f.to_json() for f in figures]}, indent=2))
+        print(json.dumps({"figures": [f.to_json() for f in figures], "memory": [f.to_json() for f in mem]}, indent=2))
     return EXIT_CLEAN
 
 
@@ -273,3 +283,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fuzzkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head & co.: stop quietly, as cat does
+        sys.stderr.close()
+        return EXIT_CLEAN

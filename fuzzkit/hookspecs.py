@@ -102,9 +102,10 @@ def fuzzkit_register_ops(register: Any) -> None:
 def fuzzkit_register_invariants(register: Any) -> None:
     """Register oracles.
 
-    ``register(spec_id, name, *, summary, on, arch=None)``. ``spec_id`` is the SPEC invariant
-    id (``I8``); ``name`` tells several checks of one invariant apart; ``arch`` limits the
-    check to runs on one arch (arm64's break-before-make, I10). ``on`` maps machine events
+    ``register(spec_id, name, *, summary, on, arch=None, ops=None)``. ``spec_id`` is the SPEC
+    invariant id (``I8``); ``name`` tells several checks of one invariant apart; ``arch``
+    limits the check to runs on one arch (arm64's break-before-make, I10); ``ops`` limits its
+    ``op_done`` check to those op ids (the others never pay for it). ``on`` maps machine events
     to check functions, which raise :class:`fuzzkit.Violation` when the invariant breaks.
     Events and their arguments (after ``machine, cpu``): ``pte_set(vpage, old, new)``,
     ``page_free(page)``, ``tlb_flush(lo_vpage, hi_vpage)``, ``fault_done(fault, outcome)``,

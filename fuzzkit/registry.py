@@ -67,6 +67,8 @@ class Invariant:
     on: Mapping[str, Callable[..., None]]
     #: Only for runs on this arch (None: all arches).
     arch: str | None
+    #: Op ids whose completion the ``op_done`` check needs (None: every op).
+    ops: tuple[str, ...] | None
     plugin: str
 
 
@@ -122,6 +124,8 @@ class Kernel:
     ops: Mapping[str, OpSpec]
     fault_path: tuple[tuple[Callable[..., Any], frozenset[str] | None], ...]
     observers: Mapping[str, tuple[Callable[..., None], ...]]
+    #: ``op_done`` checks by op id.
+    op_done: Mapping[str, tuple[Callable[..., None], ...]]
     injection_points: tuple[str, ...]
     replaced: tuple[tuple[str, str], ...]
     fingerprint: str
@@ -191,11 +195,16 @@ class Registry:
             if stage in self.fault_stages
         )
         observers: dict[str, list[Callable[..., None]]] = {e: [] for e in EVENTS}
+        op_done: dict[str, list[Callable[..., None]]] = {op: [] for op in self.ops}
         for key in sorted(self.invariants):
             inv = self.invariants[key]
             if inv.arch is None or inv.arch == arch:
                 for event, fn in inv.on.items():
                     observers[event].append(fn)
+                    if event == "op_done":
+                        for op in inv.ops if inv.ops is not None else self.ops:
+                            if op in op_done:
+                                op_done[op].append(fn)
         return Kernel(
             arch=arch_obj,
             revision=revision,
@@ -204,6 +213,7 @@ class Registry:
             ops={op.id: op for op in self.op_table()},
             fault_path=path,
             observers={e: tuple(fns) for e, fns in observers.items()},
+            op_done={op: tuple(fns) for op, fns in op_done.items()},
             injection_points=tuple(sorted(self.injection_points)),
             replaced=tuple((n, r.plugin) for n, r in sorted(self.replacements.items())),
             fingerprint=self.fingerprint(),
@@ -297,6 +307,7 @@ class Registrar:
         summary: str,
         on: Mapping[str, Callable[..., None]],
         arch: str | None = None,
+        ops: tuple[str, ...] | None = None,
     ) -> None:
         if not _SPEC_ID.match(spec_id) or not _NAME.match(name):
             raise self._fail(f"invariant '{spec_id}/{name}': id like 'I8' and an identifier name")
@@ -308,7 +319,7 @@ class Registrar:
         key = (spec_id, name)
         if key in self.registry.invariants:
             raise self._dup("invariant", f"{spec_id}/{name}", self.registry.invariants[key].plugin)
-        self.registry.invariants[key] = Invariant(spec_id, name, summary, dict(on), arch, self.plugin)
+        self.registry.invariants[key] = Invariant(spec_id, name, summary, dict(on), arch, ops, self.plugin)
 
     def replace(self, name: str, fn: Callable[..., Any], *, reason: str) -> None:
         originals = [p for (n, _), p in self.registry.primitives.items() if n == name]

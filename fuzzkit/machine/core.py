@@ -213,8 +213,8 @@ class Machine:
         self._next_pfn = 0x1000
         #: Kernel page table: virtual page number -> raw PTE; absent is 0.
         self.ptes: dict[int, int] = {}
-        #: Populated page-table leaves, by ``vpage // PTRS_PER_PTE``.
-        self.tables: set[int] = set()
+        #: Populated page-table leaves as ``[lo, hi)`` ranges of ``vpage // PTRS_PER_PTE``.
+        self.tables: list[tuple[int, int]] = []
         #: User page table: user virtual page number -> page.
         self.user_ptes: dict[int, Page] = {}
         #: Objects created by operations, by kind ("arena", "prog", ...), in creation order.
@@ -232,7 +232,8 @@ class Machine:
         self._on_page_free = obs["page_free"]
         self._on_tlb_flush = obs["tlb_flush"]
         self._on_fault_done = obs["fault_done"]
-        self._on_op_done = obs["op_done"]
+        #: op_done checks per op id: each op runs only the checks that asked for it.
+        self._on_op_done = kernel.op_done
         self._on_access = obs["access"]
         self._fault_path = kernel.fault_path
         self._valid = self.arch.valid_bit
@@ -287,7 +288,11 @@ class Machine:
 
     def populate_tables(self, lo_vpage: int, hi_vpage: int) -> None:
         """Create the page-table leaves covering ``[lo_vpage, hi_vpage)`` ahead of time."""
-        self.tables.update(range(lo_vpage // PTRS_PER_PTE, (hi_vpage - 1) // PTRS_PER_PTE + 1))
+        self.tables.append((lo_vpage // PTRS_PER_PTE, (hi_vpage - 1) // PTRS_PER_PTE + 1))
+
+    def has_table(self, vpage: int) -> bool:
+        leaf = vpage // PTRS_PER_PTE
+        return any(lo <= leaf < hi for lo, hi in self.tables)
 
     def page_of(self, pte: int) -> Page | None:
         """The page a raw PTE maps, or None when it is not valid."""
@@ -298,7 +303,7 @@ class Machine:
     def set_pte(self, cpu: Cpu, vpage: int, new: int) -> int:
         """Store ``new`` into the PTE of ``vpage`` and return the old value. Every change of
         the kernel page table goes through here (the atomics are built on it)."""
-        if vpage // PTRS_PER_PTE not in self.tables and cpu.in_fault:
+        if cpu.in_fault and not self.has_table(vpage):
             raise Violation("I14", f"page-table allocation in fault context at {vpage << PAGE_SHIFT:#x}")
         ptes = self.ptes
         old = ptes.get(vpage, 0)
@@ -497,7 +502,7 @@ class Machine:
             cpu.gen = None
             label = "done"
             self.results[call.index] = stop.value
-            for check in self._on_op_done:
+            for check in self._on_op_done[call.spec.id]:
                 check(self, cpu, call, stop.value)
         if self.trace is not None:
             self._record(cpu, call, label)

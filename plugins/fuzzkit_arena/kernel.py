@@ -350,7 +350,7 @@ def arena_reserve_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt
 
 
 def arena_vm_fault(m: Machine, cpu: Cpu, arena: Arena, uaddr: int) -> Steps:
-    """Returns the page to map, None for SIGSEGV, or VM_FAULT_RETRY."""
+    """Returns the page now mapped at ``uaddr``, None for SIGSEGV, or VM_FAULT_RETRY."""
     if not (yield from arena_spin_lock(m, cpu, arena)):
         return VM_FAULT_RETRY
     vpage = arena.kaddr(uaddr) >> PAGE_SHIFT
@@ -367,6 +367,12 @@ def arena_vm_fault(m: Machine, cpu: Cpu, arena: Arena, uaddr: int) -> Steps:
             rt_set(m, arena, pgoff, 1)
         else:
             arena.nr_pages += 1
+    if page is not None and uaddr >> PAGE_SHIFT not in m.user_ptes:
+        # R11: the kernel takes the page reference (page_ref_add) before dropping the lock,
+        # so a free that clears the slot next cannot release the page under the mapping.
+        # The user mapping is that reference here; a CPU that lost the race to map the same
+        # user page drops its extra reference, as finish_fault() does.
+        m.user_map(uaddr >> PAGE_SHIFT, page)
     m.mutex_unlock(cpu, arena.spinlock)
     yield "arena_vm_fault"
     return page
@@ -393,6 +399,8 @@ def arena_map_free(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
     # free_vm_area does) keeps the I2 bookkeeping exact without changing what is observable.
     for v in vpages:
         m.set_pte(cpu, v, 0)
+    # R20: freeing the pages uncharges them; nr_pages follows the PTEs torn down with them.
+    arena.nr_pages -= len(pages)
     m.tlb_flush(cpu, lo, hi)
     yield "free_vm_area"
     for page in pages:

@@ -24,7 +24,7 @@ from fuzzkit_arena.arena import (
     Arena,
     BpfProg,
 )
-from fuzzkit_arena.kernel import VM_FAULT_RETRY, report_arena_violation, rt_set
+from fuzzkit_arena.kernel import report_arena_violation, rt_set
 
 ArenaStep = Callable[[Machine, Cpu, Arena, dict[str, Any]], Steps]
 
@@ -185,12 +185,10 @@ def op_user_access(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> 
         return "SIGSEGV"
     uaddr = arena.uaddr(pgoff) + args["word"] * 8
     uvpage = uaddr >> PAGE_SHIFT
+    # arena_vm_fault() maps the page itself; a concurrent zap or VM_FAULT_RETRY faults again.
     while (page := m.user_ptes.get(uvpage)) is None:
-        page = yield from m.k.arena_vm_fault(m, cpu, arena, uaddr)
-        if page is None:
+        if (yield from m.k.arena_vm_fault(m, cpu, arena, uaddr)) is None:
             return "SIGSEGV"
-        if page != VM_FAULT_RETRY:
-            m.user_map(uvpage, page)
     value = m.touch(cpu, page, uvpage, uaddr, write, args["value"], "user")
     yield "user store" if write else "user load"
     return value
