@@ -47,12 +47,16 @@ PTRS_PER_PTE = 512
 
 class Violation(Exception):
     """Raised by an invariant check (or by the machine) when a SPEC invariant is broken.
-    The run stops at the first one and turns it into a :class:`Finding`."""
+    The run stops at the first one and turns it into a :class:`Finding`.
 
-    def __init__(self, spec_id: str, message: str) -> None:
-        super().__init__(f"{spec_id} {message}")
+    ``message`` goes into the finding's title, which is the dedup key, so it names the kind
+    of breakage only; specifics (page counts, offsets, pfns) go into ``detail``."""
+
+    def __init__(self, spec_id: str, message: str, detail: str = "") -> None:
+        super().__init__(f"{spec_id} {message}" + (f" ({detail})" if detail else ""))
         self.spec_id = spec_id
         self.message = message
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class Finding:
     revision: str
     #: Primitives a plugin replaced in this run, with the replacing plugin.
     replaced: tuple[tuple[str, str], ...] = ()
+    #: Specifics of this occurrence, kept out of the title.
+    detail: str = ""
 
     @property
     def title(self) -> str:
@@ -86,6 +92,7 @@ class Finding:
             "arch": self.arch,
             "revision": self.revision,
             "replaced": [{"primitive": n, "plugin": p} for n, p in self.replaced],
+            "detail": self.detail,
         }
 
 
@@ -475,7 +482,7 @@ class Machine:
         except Violation as v:
             finding = self._finding(v, cpu)
             if self.trace is not None and cpu is not None and cpu.call is not None:
-                self._record(cpu, cpu.call, f"VIOLATION {v.spec_id}: {v.message}")
+                self._record(cpu, cpu.call, f"VIOLATION {v}")
         finally:
             for c in self.cpus:
                 if c.gen is not None:
@@ -524,4 +531,5 @@ class Machine:
             arch=self.arch.name,
             revision=self.revision,
             replaced=self.kernel.replaced,
+            detail=v.detail,
         )
