@@ -23,6 +23,7 @@ EXIT_CLEAN, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "corpora" / "examples"
 BENCH_PROGRAMS = EXAMPLES.parent / "bench"
+REPORTS = EXAMPLES.parent.parent / "reports"
 
 DESCRIPTION = """\
 fuzzkit fuzzes a model of BPF arena direct kernel access: arena pages reachable from kernel
@@ -83,6 +84,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--json", action="store_true", help="machine-readable output, one object per file")
     p.add_argument("--no-trace", action="store_true", help="omit the step trace")
+
+    p = sub.add_parser(
+        "fuzz",
+        parents=[common],
+        help="fuzz a target with atheris (coverage-guided) or hypothesis (stateful, shrinking)",
+        description="Fuzz one or more targets (arch, revision, cpus, loaded plugins). Findings are "
+        "written as program files that 'fuzzkit replay' reproduces. The same --seed and --runs "
+        "give the same findings (atheris: with a fresh corpus and one job).",
+        epilog="Arguments after '--' go to libFuzzer unchanged (atheris only), e.g. -- -jobs=2.",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("atheris", "hypothesis"),
+        default="hypothesis",
+        help="atheris needs Linux x86-64; hypothesis runs everywhere (default)",
+    )
+    p.add_argument("--arch", default="x86", help="x86, arm64 or all (default x86)")
+    p.add_argument(
+        "--revision",
+        default=DEFAULT_REVISION,
+        choices=("merged", "fixed"),
+        help=f"code revision (R4), default {DEFAULT_REVISION}",
+    )
+    p.add_argument("--cpus", type=int, default=2, help="emulated CPUs (default 2)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--runs", type=int, help="executions (atheris) or examples (hypothesis) per target")
+    budget.add_argument("--time", type=int, metavar="SECONDS", help="wall-clock budget per target (atheris)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--reports", type=Path, default=REPORTS, help=f"where findings go (default {REPORTS})")
+    p.add_argument("--corpus", type=Path, help="atheris corpus folder (default corpora/<target>)")
+    p.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_ARG", help=argparse.SUPPRESS)
 
     p = sub.add_parser(
         "run",
@@ -208,6 +240,58 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return worst
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from fuzzkit.engines.campaign import FindingSink, Target
+
+    arches = ("x86", "arm64") if args.arch == "all" else (args.arch,)
+    flags = args.plugin_flags + getattr(args, "sub_plugin_flags", [])
+    session = Session(_registry(args))
+    for arch in arches:
+        session.kernel(arch, args.revision, args.cpus)  # bad arch/revision/cpus fail here, early
+    findings_dir = args.reports / "findings"
+    total: list[tuple[str, str]] = []
+    for arch in arches:
+        target = Target(arch, args.revision, args.cpus)
+        print(f"== fuzzing {target.name} with {args.engine}", flush=True)
+        if args.engine == "atheris":
+            from fuzzkit.engines import atheris_engine
+
+            corpus = args.corpus or EXAMPLES.parent / target.name
+            runs = args.runs if args.runs is not None or args.time is not None else 20_000
+            result = atheris_engine.run(
+                target,
+                corpus=corpus,
+                findings=findings_dir,
+                plugin_flags=flags,
+                seed=args.seed,
+                runs=runs,
+                seconds=args.time,
+                libfuzzer_args=args.libfuzzer,
+            )
+            total += [(f["title"], f["file"]) for f in result.found]
+        else:
+            from fuzzkit.engines.hypothesis_engine import DATABASE, campaign
+
+            if args.libfuzzer:
+                raise FuzzkitError("arguments after '--' are libFuzzer's; they need --engine atheris")
+            sink = FindingSink(findings_dir)
+            for failure in campaign(
+                session, target, examples=args.runs or 300, seed=args.seed, database=DATABASE
+            ):
+                path = sink.add(failure.finding, failure.program)
+                total.append((failure.finding.title, str(path or sink.written[failure.finding.title])))
+                print(f"   found: {failure.finding.title}", flush=True)
+    print()
+    if not total:
+        print("no findings. Run longer (--runs, --time) or on more targets (--arch all).")
+        return EXIT_CLEAN
+    rows = [[title, file] for title, file in total]
+    print(
+        tabulate(rows, headers=["finding", "program (replay with: fuzzkit replay FILE)"], tablefmt="simple")
+    )
+    return EXIT_FINDING
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     files = sorted(args.dir.glob("*.json"))
     if not files:
@@ -258,20 +342,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
         fig_m = memory(session, path)
         mem.append(fig_m)
         if not args.json:
-            print(f"memory {fig_m.program}: peak {fig_m.peak_bytes / 2**20:.1f} MiB heap, "
-                  f"+{fig_m.rss_growth_bytes / 2**20:.1f} MiB RSS, {fig_m.steps} steps, "
-                  f"{fig_m.finding or 'clean'}", flush=True)
+            print(
+                f"memory {fig_m.program}: peak {fig_m.peak_bytes / 2**20:.1f} MiB heap, "
+                f"+{fig_m.rss_growth_bytes / 2**20:.1f} MiB RSS, {fig_m.steps} steps, "
+                f"{fig_m.finding or 'clean'}",
+                flush=True,
+            )
     if args.json:
-        print(json.dumps({"figures": [f.to_json() for f in figures], "memory": [f.to_json() for f in mem]}, indent=2))
+        print(
+            json.dumps(
+                {"figures": [f.to_json() for f in figures], "memory": [f.to_json() for f in mem]}, indent=2
+            )
+        )
     return EXIT_CLEAN
 
 
-COMMANDS = {"plugins": cmd_plugins, "replay": cmd_replay, "run": cmd_run, "bench": cmd_bench}
+COMMANDS = {
+    "plugins": cmd_plugins,
+    "replay": cmd_replay,
+    "fuzz": cmd_fuzz,
+    "run": cmd_run,
+    "bench": cmd_bench,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "fuzz":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.libfuzzer = [*args.libfuzzer, *extra]
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

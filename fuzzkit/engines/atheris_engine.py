@@ -1,0 +1,155 @@
+"""The atheris engine: libFuzzer mutating bytes, the codec turning them into programs.
+
+libFuzzer owns the process it runs in and ends it with exit(), so a campaign runs it in a
+child (``python -m fuzzkit.engines.atheris_engine``) and the parent reads what the child
+wrote: program files for findings and a JSON-lines log of them. Only plugin modules (the
+kernel model) are instrumented for coverage: the core's own branches say little about the
+mechanism and instrumenting them halves the execution rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fuzzkit.engines.campaign import FindingSink, Target, prepare_corpus, trusted_calls
+from fuzzkit.engines.codec import Codec, write_dictionary
+from fuzzkit.errors import MissingFeature
+from fuzzkit.machine.choices import Replay
+from fuzzkit.machine.core import Machine
+from fuzzkit.plugins import load_registry
+from fuzzkit.runner import Session
+
+MAX_LEN = 4096
+
+
+def require_atheris() -> types.ModuleType:
+    try:
+        import atheris
+    except ImportError as exc:
+        raise MissingFeature(
+            "the atheris engine needs the atheris package, which ships wheels for Linux x86-64 "
+            "only and is not installed here; use --engine hypothesis, which works everywhere"
+        ) from exc
+    return atheris
+
+
+@dataclass
+class AtherisRun:
+    returncode: int
+    found: list[dict[str, str]]
+    corpus: Path
+
+
+def run(
+    target: Target,
+    *,
+    corpus: Path,
+    findings: Path,
+    plugin_flags: Sequence[str] = (),
+    seed: int = 1,
+    runs: int | None = None,
+    seconds: int | None = None,
+    jobs: int | None = None,
+    libfuzzer_args: Sequence[str] = (),
+    quiet: bool = False,
+) -> AtherisRun:
+    """Run a campaign in a child process and return what it found."""
+    require_atheris()
+    session = Session(_registry(plugin_flags))
+    kernel = session.kernel(target.arch, target.revision, target.cpus)
+    prepare_corpus(corpus, kernel)
+    dict_path = corpus / "fuzzkit.dict"
+    write_dictionary(Codec(kernel), str(dict_path))
+    findings.mkdir(parents=True, exist_ok=True)
+    log = findings / f".atheris-{target.name}.jsonl"
+    log.unlink(missing_ok=True)
+    args = [f"-dict={dict_path}", f"-seed={seed}", f"-max_len={MAX_LEN}", "-print_final_stats=1"]
+    if runs is not None:
+        args.append(f"-runs={runs}")
+    if seconds is not None:
+        args.append(f"-max_total_time={seconds}")
+    if jobs is not None and jobs > 1:
+        args += [f"-jobs={jobs}", f"-workers={jobs}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fuzzkit.engines.atheris_engine",
+        "--arch",
+        target.arch,
+        "--revision",
+        target.revision,
+        "--cpus",
+        str(target.cpus),
+        "--findings",
+        str(findings),
+        "--log",
+        str(log),
+        *[f"-p={flag}" for flag in plugin_flags],
+        "--",
+        *args,
+        *libfuzzer_args,
+        str(corpus),
+    ]
+    out = subprocess.DEVNULL if quiet else None
+    proc = subprocess.run(cmd, stdout=out, stderr=out, check=False)
+    found = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    log.unlink(missing_ok=True)
+    return AtherisRun(proc.returncode, found, corpus)
+
+
+def _registry(plugin_flags: Sequence[str]):  # type: ignore[no-untyped-def]
+    disable = [f[3:] for f in plugin_flags if f.startswith("no:")]
+    enable = [f for f in plugin_flags if not f.startswith("no:")]
+    return load_registry(disable=disable, enable=enable)
+
+
+def _instrument_plugins(atheris: types.ModuleType, registry_modules: Sequence[str]) -> None:
+    for name, module in list(sys.modules.items()):
+        if module is None or not any(name == m or name.startswith(m + ".") for m in registry_modules):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, types.FunctionType) and value.__module__ == name:
+                atheris.instrument_func(value)
+
+
+def child(argv: Sequence[str]) -> None:
+    """The libFuzzer process: never returns."""
+    parser = argparse.ArgumentParser(prog="fuzzkit.engines.atheris_engine")
+    parser.add_argument("--arch", required=True)
+    parser.add_argument("--revision", required=True)
+    parser.add_argument("--cpus", type=int, required=True)
+    parser.add_argument("--findings", type=Path, required=True)
+    parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("-p", dest="plugin_flags", action="append", default=[])
+    ours, libfuzzer = parser.parse_known_args(argv)
+    libfuzzer = [a for a in libfuzzer if a != "--"]
+    atheris = require_atheris()
+    registry = _registry(ours.plugin_flags)
+    session = Session(registry)
+    kernel = session.kernel(ours.arch, ours.revision, ours.cpus)
+    codec = Codec(kernel)
+    sink = FindingSink(ours.findings, log=ours.log)
+    recorded_with = session.recorded_with()
+    _instrument_plugins(atheris, [p.module for p in registry.plugins if p.name != "core"])
+
+    def test_one_input(data: bytes) -> None:
+        prog = codec.decode(data)
+        result = Machine(kernel, trusted_calls(prog, kernel), Replay(prog.switches, prog.inject)).run()
+        if result.finding is not None:
+            recorded = session.record(prog, result)
+            recorded.recorded_with = recorded_with
+            sink.add(result.finding, recorded)
+
+    atheris.Setup([sys.argv[0], *libfuzzer], test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    child(sys.argv[1:])

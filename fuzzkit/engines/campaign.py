@@ -1,0 +1,110 @@
+"""What both engines share: the target being fuzzed, its corpus folder (stamped with the op
+table it was made with), and the sink that turns findings into program files.
+
+A target is (arch, revision, cpus, plugin set); the plugin set is identified by the op-table
+fingerprint. A corpus made with another op table would be misread byte for byte, so it is
+refused with a message saying how to proceed (DESIGN principle 8).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fuzzkit.errors import ConfigError
+from fuzzkit.machine.core import Call, Finding
+from fuzzkit.program import Program
+from fuzzkit.registry import Kernel
+
+STAMP = "fuzzkit-corpus.json"
+
+
+@dataclass(frozen=True)
+class Target:
+    arch: str
+    revision: str
+    cpus: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}-{self.revision}-{self.cpus}cpu"
+
+
+def trusted_calls(program: Program, kernel: Kernel) -> list[Call]:
+    """Calls of a program the codec or a strategy built: valid by construction, so the
+    per-argument validation of :func:`fuzzkit.program.resolve` is skipped (hot path)."""
+    ops = kernel.ops
+    return [Call(i, c.cpu, ops[c.op], c.args) for i, c in enumerate(program.ops)]
+
+
+def prepare_corpus(path: Path, kernel: Kernel) -> None:
+    """Create or check the corpus folder's stamp."""
+    path.mkdir(parents=True, exist_ok=True)
+    stamp = path / STAMP
+    want = {
+        "op_table": kernel.fingerprint,
+        "arch": kernel.arch.name,
+        "revision": kernel.revision,
+        "cpus": kernel.cpus,
+    }
+    if stamp.exists():
+        try:
+            have = json.loads(stamp.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{stamp}: unreadable corpus stamp ({exc}); remove it to start afresh") from exc
+        if have != want:
+            raise ConfigError(
+                f"{path}: corpus was made for {have}, this run is {want}. Its inputs would decode "
+                f"to different programs; fuzz with another --corpus, or delete the folder."
+            )
+        return
+    stamp.write_text(json.dumps(want, indent=2) + "\n")
+
+
+def slug(title: str) -> str:
+    words = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    digest = hashlib.sha256(title.encode()).hexdigest()[:8]
+    return f"{words[:60].rstrip('-')}-{digest}"
+
+
+@dataclass
+class FindingSink:
+    """Writes the first program seen for each finding title to ``folder/<slug>.json`` and
+    counts the rest. Never overwrites: a title already on disk is kept as it is."""
+
+    folder: Path
+    #: A JSON line per newly written finding, so the parent of a libFuzzer child process
+    #: learns what it found (libFuzzer ends the process without unwinding Python).
+    log: Path | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+    written: dict[str, Path] = field(default_factory=dict)
+
+    def add(self, finding: Finding, program: Program) -> Path | None:
+        self.counts[finding.title] += 1
+        if finding.title in self.written:
+            return None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{slug(finding.title)}.json"
+        self.written[finding.title] = path
+        if path.exists():
+            return None
+        program.description = f"{finding.title} (cpu{finding.cpu}, step {finding.step})"
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".finding-", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(program.dumps())
+        try:
+            os.link(tmp, path)  # atomic, and fails rather than overwrite a concurrent writer
+        except FileExistsError:
+            return None
+        finally:
+            os.unlink(tmp)
+        if self.log is not None:
+            with open(self.log, "a") as f:
+                f.write(json.dumps({"title": finding.title, "file": str(path)}) + "\n")
+        return path
