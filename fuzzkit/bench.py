@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fuzzkit.generate import random_program
-from fuzzkit.program import load
 from fuzzkit.machine.choices import RandomChoices
 from fuzzkit.machine.core import Machine
+from fuzzkit.program import load
 from fuzzkit.runner import Session
 
 

@@ -301,6 +301,9 @@ def arena_free_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: i
     kpage = (arena.kbase + uaddr) >> PAGE_SHIFT
     pages = yield from clear_range(m, cpu, arena, kpage, page_cnt)
     m.mutex_unlock(cpu, arena.spinlock)
+    # R7: the lock is dropped before the flush, a window of its own: another CPU may claim
+    # the range and install into it while TLBs still hold the cleared translations.
+    yield "spin_unlock"
     yield from m.k.flush_tlb_kernel_range(m, cpu, kpage, kpage + page_cnt)
     yield from zap_pages(m, cpu, arena, full_uaddr, page_cnt)
     yield from free_collected(m, cpu, pages)
@@ -321,6 +324,7 @@ def arena_free_worker(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
         rt_set(m, arena, arena.compute_pgoff(uaddr), page_cnt)
         yield "range_tree_set"
     m.mutex_unlock(cpu, arena.spinlock)
+    yield "spin_unlock"
     for uaddr, page_cnt in spans:
         kpage = (arena.kbase + uaddr) >> PAGE_SHIFT
         yield from m.k.flush_tlb_kernel_range(m, cpu, kpage, kpage + page_cnt)
@@ -367,6 +371,10 @@ def arena_vm_fault(m: Machine, cpu: Cpu, arena: Arena, uaddr: int) -> Steps:
             rt_set(m, arena, pgoff, 1)
         else:
             arena.nr_pages += 1
+    if page is not None and not arena.vmas:
+        # munmap() ran while this fault waited (the kernel's mmap_lock orders them): no VMA
+        # is left to map into. A lazily allocated page stays in the arena.
+        page = None
     if page is not None and uaddr >> PAGE_SHIFT not in m.user_ptes:
         # R11: the kernel takes the page reference (page_ref_add) before dropping the lock,
         # so a free that clears the slot next cannot release the page under the mapping.

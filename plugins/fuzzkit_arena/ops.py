@@ -128,11 +128,13 @@ def op_munmap(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps
     """munmap() of the arena VMA, then arena_vm_close()."""
     if not arena.vmas:
         return "EINVAL"
-    m.user_zap(arena.user_vm_start >> PAGE_SHIFT, arena.user_vm_end >> PAGE_SHIFT)
-    yield "zap vma"
+    # The VMA leaves the mm and its PTEs are zapped in one step: under mmap_lock no user
+    # fault runs in between, so none can map a page after the zap (arena_vm_fault checks).
     yield from m.mutex_lock(cpu, arena.lock)
     arena.vmas = 0
+    m.user_zap(arena.user_vm_start >> PAGE_SHIFT, arena.user_vm_end >> PAGE_SHIFT)
     m.mutex_unlock(cpu, arena.lock)
+    yield "zap vma"
     return 0
 
 
