@@ -1,4 +1,5 @@
-# Quick start: `make run` runs fuzzkit on its defaults, `make test` runs lint, types and tests.
+# Quick start: `make run` runs a short fuzz campaign on both arches, `make test` runs lint,
+# types and tests.
 # Both create the virtual environment in .venv on first use.
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/fuzzkit run
+	$(BIN)/fuzzkit fuzz --arch all --time 30
 
 test: lint $(STAMP)
 	$(BIN)/python -m pytest

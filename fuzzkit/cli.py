@@ -96,9 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--engine",
-        choices=("atheris", "hypothesis"),
-        default="hypothesis",
-        help="atheris needs Linux x86-64; hypothesis runs everywhere (default)",
+        choices=("auto", "atheris", "hypothesis"),
+        default="auto",
+        help="atheris (coverage-guided; Linux x86-64) or hypothesis (stateful, shrinking; anywhere); "
+        "auto, the default, takes atheris where it is installed",
     )
     p.add_argument("--arch", default="x86", help="x86, arm64 or all (default x86)")
     p.add_argument(
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--time", type=int, metavar="SECONDS", help="wall-clock budget per target (atheris)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--reports", type=Path, default=REPORTS, help=f"where findings go (default {REPORTS})")
-    p.add_argument("--corpus", type=Path, help="atheris corpus folder (default corpora/<target>)")
+    p.add_argument("--corpus", type=Path, help="atheris corpora go in CORPUS/<target>/ (default corpora/)")
     p.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_ARG", help=argparse.SUPPRESS)
 
     p = sub.add_parser(
@@ -244,6 +245,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from fuzzkit.engines.campaign import FindingSink, Target
 
     arches = ("x86", "arm64") if args.arch == "all" else (args.arch,)
+    if args.engine == "auto":
+        try:
+            import atheris  # noqa: F401
+        except ImportError:
+            args.engine = "hypothesis"
+        else:
+            args.engine = "atheris"
     flags = args.plugin_flags + getattr(args, "sub_plugin_flags", [])
     session = Session(_registry(args))
     for arch in arches:
@@ -256,8 +264,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if args.engine == "atheris":
             from fuzzkit.engines import atheris_engine
 
-            corpus = args.corpus or EXAMPLES.parent / target.name
+            corpus = (args.corpus or EXAMPLES.parent) / target.name
             runs = args.runs if args.runs is not None or args.time is not None else 20_000
+            print(f"   corpus: {corpus}", flush=True)
             result = atheris_engine.run(
                 target,
                 corpus=corpus,

@@ -13,6 +13,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from fuzzkit.plugins import load_registry
 from fuzzkit.runner import Session
 
 MAX_LEN = 4096
+#: How often a campaign prints progress.
+PROGRESS_SECONDS = 10
 
 
 def require_atheris() -> types.ModuleType:
@@ -97,11 +100,32 @@ def run(
         *libfuzzer_args,
         str(corpus),
     ]
-    out = subprocess.DEVNULL if quiet else None
-    proc = subprocess.run(cmd, stdout=out, stderr=out, check=False)
-    found = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    fuzzer_log = findings / f"libfuzzer-{target.name}.log"
+    with open(fuzzer_log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        if not quiet:
+            print(f"   libFuzzer output: {fuzzer_log}", flush=True)
+        start, reported = time.monotonic(), 0
+        while True:
+            try:
+                proc.wait(timeout=PROGRESS_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            finally:
+                found = _read_log(log)
+                if not quiet:
+                    for f in found[reported:]:
+                        print(f"   found: {f['title']}", flush=True)
+                    print(f"   {time.monotonic() - start:.0f}s, {len(found)} distinct findings", flush=True)
+                reported = len(found)
+    found = _read_log(log)
     log.unlink(missing_ok=True)
     return AtherisRun(proc.returncode, found, corpus)
+
+
+def _read_log(log: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def _registry(plugin_flags: Sequence[str]):  # type: ignore[no-untyped-def]

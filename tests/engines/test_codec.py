@@ -1,0 +1,80 @@
+"""The byte codec: total, invertible, and local (small byte changes, small program changes)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from fuzzkit import ProgramError
+from fuzzkit.engines.codec import INJECT_TAG, MAX_OPS, SWITCH_TAG, Codec
+from fuzzkit.generate import random_program
+from fuzzkit.program import OpCall, Program, resolve
+from fuzzkit.runner import Session
+
+
+@pytest.fixture(scope="module")
+def codec(session: Session) -> Codec:
+    return Codec(session.kernel("x86", "fixed", 2))
+
+
+def test_decode_of_encode_is_identity(codec: Codec) -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        prog = random_program(codec.kernel, rng, rng.randrange(1, 40))
+        prog.switches = sorted({(rng.randrange(1, 400), rng.randrange(2)) for _ in range(3)})
+        prog.switches = [s for i, s in enumerate(prog.switches) if i == 0 or s[0] > prog.switches[i - 1][0]]
+        prog.inject = [("alloc_page", rng.randrange(1, 9)), ("arena_spin_lock", 3)]
+        assert codec.decode(codec.encode(prog)) == prog
+
+
+def test_any_bytes_decode_to_a_valid_program(codec: Codec) -> None:
+    rng = random.Random(11)
+    for _ in range(500):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
+        prog = codec.decode(data)
+        resolve(prog, codec.kernel)  # raises on anything invalid
+        assert len(prog.ops) <= MAX_OPS
+
+
+def test_zero_bytes_mean_defaults(codec: Codec) -> None:
+    first = codec.ops[0]
+    prog = codec.decode(bytes(1 + 1 + 16))
+    assert prog.ops[0] == OpCall(0, first.id, {n: d.base() for n, d in first.args.items()})
+
+
+def test_one_flipped_bit_outside_a_tag_changes_one_op(codec: Codec) -> None:
+    # A tag byte names the op and so the record's length: flipping it may reframe what
+    # follows. Every other byte (CPU, argument indexes) touches exactly one op.
+    base = Program(
+        arch="x86", revision="fixed", cpus=2, ops=[OpCall(0, "arena.create"), OpCall(1, "arena.alloc")]
+    )
+    data = bytearray(codec.encode(base))
+    decoded = codec.decode(bytes(data))
+    tags = {0, len(codec.encode(Program(ops=base.ops[:1])))}
+    for i in set(range(len(data))) - tags:
+        mutated = bytearray(data)
+        mutated[i] ^= 1
+        prog = codec.decode(bytes(mutated))
+        assert len(prog.ops) == 2
+        assert sum(a != b for a, b in zip(prog.ops, decoded.ops, strict=True)) == 1, f"byte {i}"
+
+
+def test_truncated_and_malformed_records_are_dropped_not_fatal(codec: Codec) -> None:
+    assert codec.decode(b"").ops == []
+    assert codec.decode(bytes((SWITCH_TAG, 4, 0, 1, SWITCH_TAG, 2, 0, 0))).switches == [(5, 1)]
+    twice = bytes((INJECT_TAG, 0, 0, 0, INJECT_TAG, 0, 0, 0))
+    assert codec.decode(twice).inject == [(codec.kernel.injection_points[0], 1)]
+
+
+def test_encode_refuses_what_it_cannot_represent(codec: Codec) -> None:
+    with pytest.raises(ProgramError, match="not in this op table"):
+        codec.encode(Program(ops=[OpCall(0, "nope.op")]))
+    with pytest.raises(ProgramError, match="more than the codec's"):
+        codec.encode(Program(ops=[OpCall(0, "arena.create")] * (MAX_OPS + 1)))
+
+
+def test_dictionary_has_every_op_header_and_injection_point(codec: Codec) -> None:
+    entries = codec.dictionary()
+    assert bytes((0, 1)) in entries and bytes((len(codec.ops) - 1, 0)) in entries
+    assert bytes((INJECT_TAG, len(codec.kernel.injection_points) - 1)) in entries
