@@ -12,6 +12,7 @@ import resource
 import time
 import tracemalloc
 from dataclasses import asdict, dataclass
+from typing import Any
 from pathlib import Path
 
 from fuzzkit.generate import random_program
@@ -81,3 +82,32 @@ def memory(session: Session, path: Path) -> MemoryFigure:
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     title = result.finding.title if result.finding else None
     return MemoryFigure(path.name, result.steps, peak, (rss1 - rss0) * 1024, title)
+
+
+def hypothesis_throughput(session: Session, arch: str, revision: str, cpus: int, examples: int) -> float:
+    """Examples per second of the hypothesis engine (programs of up to 32 rules)."""
+    from hypothesis import settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from fuzzkit.engines.hypothesis_engine import state_machine
+
+    machine = state_machine(arch, revision, cpus, session=session, known=_all_titles())
+    count = [0]
+    init = machine.__init__
+
+    def counting_init(self: Any) -> None:
+        count[0] += 1
+        init(self)
+
+    machine.__init__ = counting_init  # type: ignore[method-assign]
+    run_settings = settings(settings.get_profile("fuzzkit-ci"), max_examples=examples)
+    start = time.perf_counter()
+    run_state_machine_as_test(machine, settings=run_settings)
+    return count[0] / (time.perf_counter() - start)
+
+
+class _all_titles(frozenset[str]):
+    """Ignore every finding: a benchmark measures generation, not what it finds."""
+
+    def __contains__(self, title: object) -> bool:
+        return True

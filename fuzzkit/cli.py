@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--programs", type=int, default=1000, help="programs per configuration (default 1000)")
     p.add_argument("--arch", default=None, help="arch to measure (default: the first loaded)")
+    p.add_argument("--no-engines", action="store_true", help="skip the atheris and hypothesis figures")
     return parser
 
 
@@ -344,6 +345,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 f"{fig.name}, {cpus} cpu: {fig.steps_per_second:,.0f} steps/s "
                 f"({fig.steps} steps, {fig.programs} programs, {fig.findings} with findings, "
                 f"{fig.seconds:.2f}s)",
+                flush=True,
+            )
+    engines: dict[str, float] = {}
+    if not args.no_engines:
+        from fuzzkit.bench import hypothesis_throughput
+        from fuzzkit.engines import atheris_engine
+        from fuzzkit.engines.campaign import Target
+
+        flags = args.plugin_flags + getattr(args, "sub_plugin_flags", [])
+        try:
+            engines["atheris_exec_per_second"] = atheris_engine.bench(
+                Target(arch, DEFAULT_REVISION, 2), 1000, flags
+            )
+        except FuzzkitError as exc:
+            print(f"atheris: skipped ({exc})", flush=True)
+        engines["hypothesis_examples_per_second"] = hypothesis_throughput(
+            session, arch, DEFAULT_REVISION, 2, 200
+        )
+        if "atheris_exec_per_second" in engines:
+            engines["ratio"] = engines["atheris_exec_per_second"] / engines["hypothesis_examples_per_second"]
+        if not args.json:
+            print(
+                "engines, 32-op programs, 2 cpus, oracles on: "
+                + ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in engines.items() if k != "ratio")
+                + (f" (ratio {engines['ratio']:.1f}x)" if "ratio" in engines else ""),
                 flush=True,
             )
     mem = []

@@ -21,7 +21,8 @@ total. :func:`encode` writes ops, then switches, then injections, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
 
 from fuzzkit.domains import Domain
 from fuzzkit.errors import ProgramError
@@ -37,48 +38,67 @@ def _width(dom: Domain) -> int:
     return max(1, ((dom.size - 1).bit_length() + 7) // 8)
 
 
-@dataclass(frozen=True)
+#: Domains up to this many values decode through a precomputed table.
+TABLE_LIMIT = 4096
+
+
+def _lookup(dom: Domain) -> Callable[[int], Any]:
+    """index -> value for ``dom``: a bound list lookup for small domains (no Python frame
+    per argument), the domain's own ``at`` for large ones."""
+    if dom.size <= TABLE_LIMIT:
+        return [dom.at(i) for i in range(dom.size)].__getitem__
+    return dom.at
+
+
 class Codec:
-    """The codec of one compiled kernel (its op table and injection points)."""
+    """The codec of one compiled kernel (its op table and injection points). The per-op
+    decoding tables are built once here: decoding is on the fuzzer's hot path."""
 
-    kernel: Kernel
-
-    @property
-    def ops(self) -> list[OpSpec]:
-        return list(self.kernel.ops.values())
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.ops: list[OpSpec] = list(kernel.ops.values())
+        #: Per op: its id and, per argument, (name, byte width, domain size, index -> value).
+        self._tables = [
+            (op.id, tuple((name, _width(dom), dom.size, _lookup(dom)) for name, dom in op.args.items()))
+            for op in self.ops
+        ]
 
     def decode(self, data: bytes) -> Program:
         k = self.kernel
-        ops, points = self.ops, k.injection_points
-        prog = Program(arch=k.arch.name, revision=k.revision, cpus=k.cpus)
+        tables, points, cpus = self._tables, k.injection_points, k.cpus
+        prog = Program(arch=k.arch.name, revision=k.revision, cpus=cpus)
+        calls, switches, inject = prog.ops, prog.switches, prog.inject
         seen: set[tuple[str, int]] = set()
+        from_bytes = int.from_bytes
         i, n = 0, len(data)
-
-        def take(width: int) -> int:
-            nonlocal i
-            chunk = data[i : i + width]
-            i += width
-            return int.from_bytes(chunk, "little")
-
         while i < n:
             tag = data[i]
-            i += 1
             if tag < SWITCH_TAG:
-                if len(prog.ops) >= MAX_OPS or not ops:
+                if len(calls) >= MAX_OPS or not tables:
+                    i += 1
                     continue
-                op = ops[tag % len(ops)]
-                cpu = take(1) % k.cpus
-                args = {name: dom.at(take(_width(dom))) for name, dom in op.args.items()}
-                prog.ops.append(OpCall(cpu, op.id, args))
+                op_id, args = tables[tag % len(tables)]
+                cpu = data[i + 1] % cpus if i + 1 < n else 0
+                i += 2
+                values = {}
+                for name, width, size, at in args:
+                    values[name] = at(from_bytes(data[i : i + width], "little") % size)
+                    i += width
+                calls.append(OpCall(cpu, op_id, values))
             elif tag < INJECT_TAG:
-                step, cpu = take(2) + 1, take(1) % k.cpus
-                if not prog.switches or step > prog.switches[-1][0]:
-                    prog.switches.append((step, cpu))
-            elif points:
-                point, nth = points[take(1) % len(points)], take(2) + 1
-                if (point, nth) not in seen:
-                    seen.add((point, nth))
-                    prog.inject.append((point, nth))
+                step = from_bytes(data[i + 1 : i + 3], "little") + 1
+                cpu = data[i + 3] % cpus if i + 3 < n else 0
+                i += 4
+                if not switches or step > switches[-1][0]:
+                    switches.append((step, cpu))
+            else:
+                if points:
+                    point = points[data[i + 1] % len(points)] if i + 1 < n else points[0]
+                    nth = from_bytes(data[i + 2 : i + 4], "little") + 1
+                    if (point, nth) not in seen:
+                        seen.add((point, nth))
+                        inject.append((point, nth))
+                i += 4
         return prog
 
     def encode(self, prog: Program) -> bytes:

@@ -450,20 +450,18 @@ class Machine:
 
     # -- the scheduler -------------------------------------------------------------------
 
-    def runnable(self) -> list[Cpu]:
-        return [
-            c
-            for c in self.cpus
-            if (c.gen is not None or c.queue) and (c.waiting is None or c.waiting.owner is None)
-        ]
-
     def run(self) -> RunResult:
         """Interleave the CPUs' operations until all are done or an invariant breaks."""
         finding = None
         cpu: Cpu | None = None
+        cpus = self.cpus
         try:
             while True:
-                runnable = self.runnable()
+                runnable = [
+                    c
+                    for c in cpus
+                    if (c.gen is not None or c.queue) and (c.waiting is None or c.waiting.owner is None)
+                ]
                 if not runnable:
                     stuck = [c for c in self.cpus if c.gen is not None]
                     if stuck:

@@ -16,6 +16,9 @@ from fuzzkit_arena.ops import OPS
 
 hookimpl = pluggy.HookimplMarker("fuzzkit")
 
+#: Modules whose branches are the kernel paths the atheris engine steers by.
+FUZZKIT_COVERAGE = ("fuzzkit_arena.kernel", "fuzzkit_arena.range_tree")
+
 
 @hookimpl
 def fuzzkit_register_primitives(register: Any) -> None:

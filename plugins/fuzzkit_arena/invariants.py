@@ -256,9 +256,10 @@ def i12_range_tree(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
     # A best-fit allocation claimed where it found room, not at the (unused) pgoff argument.
     lo = fit[1] if fit is not None and fit[1] >= 0 else call.args["pgoff"]
     hi = min(lo + call.args["page_cnt"], arena.max_entries)
-    for pgoff in range(lo, hi):
-        if (arena.rt.is_set(pgoff, 1) == 0) != arena.ref.all_free(pgoff, 1):
-            raise Violation("I12", "range tree and reference disagree", f"slot {pgoff}")
+    if hi > lo and arena.rt.free_mask(lo, hi) != arena.ref.free_mask(lo, hi):
+        differ = arena.rt.free_mask(lo, hi) ^ arena.ref.free_mask(lo, hi)
+        pgoff = lo + (differ & -differ).bit_length() - 1
+        raise Violation("I12", "range tree and reference disagree", f"slot {pgoff}")
 
 
 def i13_count_real(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:

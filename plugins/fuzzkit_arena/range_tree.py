@@ -36,6 +36,16 @@ class RangeTree:
         i = bisect.bisect_right(self.starts, start) - 1
         return 0 if i >= 0 and self.ends[i] >= start + n else ESRCH
 
+    def free_mask(self, lo: int, hi: int) -> int:
+        """FREE offsets of ``[lo, hi)`` as bits (bit 0 is ``lo``)."""
+        mask = 0
+        i = bisect.bisect_right(self.ends, lo)
+        while i < len(self.starts) and self.starts[i] < hi:
+            s, e = max(self.starts[i], lo), min(self.ends[i], hi)
+            mask |= ((1 << (e - s)) - 1) << (s - lo)
+            i += 1
+        return mask
+
     def find(self, n: int) -> int:
         """range_tree_find(): best fit, the smallest free interval that holds ``n`` pages,
         lowest offset on ties (R2). -ENOMEM when none does."""
@@ -95,6 +105,10 @@ class ReferenceRanges:
 
     def all_free(self, start: int, n: int) -> bool:
         return (self.taken >> start) & ((1 << n) - 1) == 0
+
+    def free_mask(self, lo: int, hi: int) -> int:
+        """FREE offsets of ``[lo, hi)`` as bits (bit 0 is ``lo``)."""
+        return ~(self.taken >> lo) & ((1 << (hi - lo)) - 1)
 
     def take(self, start: int, n: int) -> None:
         self.taken |= ((1 << n) - 1) << start

@@ -114,7 +114,7 @@ def test_run_on_empty_dir_fails(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_bench_json_reports_steps_per_second(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--json", "--programs", "3"]) == 0
+    assert main(["bench", "--json", "--programs", "3", "--no-engines"]) == 0
     figures = json.loads(capsys.readouterr().out)["figures"]
     assert [f["cpus"] for f in figures] == [1, 2]
     assert all(f["steps"] > 0 and f["steps_per_second"] > 0 for f in figures)

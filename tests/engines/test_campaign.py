@@ -48,3 +48,9 @@ def test_sink_never_overwrites_an_existing_file(session: Session, tmp_path: Path
     target.write_text("kept")
     assert FindingSink(tmp_path).add(result.finding, session.record(prog, result)) is None
     assert target.read_text() == "kept"
+
+
+def test_hypothesis_throughput_counts_examples(session: Session) -> None:
+    from fuzzkit.bench import hypothesis_throughput
+
+    assert hypothesis_throughput(session, "x86", "fixed", 2, 5) > 0
