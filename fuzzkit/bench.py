@@ -12,8 +12,8 @@ import resource
 import time
 import tracemalloc
 from dataclasses import asdict, dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from fuzzkit.generate import random_program
 from fuzzkit.machine.choices import RandomChoices

@@ -451,10 +451,19 @@ class Machine:
     # -- the scheduler -------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        """Interleave the CPUs' operations until all are done or an invariant breaks."""
+        """Interleave the CPUs' operations until all are done or an invariant breaks.
+
+        This loop is the per-step hot path: everything it needs is bound to locals first,
+        and one step is a handful of attribute reads, the choice (only when two or more
+        CPUs can run) and one ``send`` into the running op."""
         finding = None
         cpu: Cpu | None = None
         cpus = self.cpus
+        pick = self.choices.pick
+        budget = self.op_step_budget
+        tracing = self.trace is not None
+        op_done = self._on_op_done
+        results = self.results
         try:
             while True:
                 runnable = [
@@ -463,54 +472,54 @@ class Machine:
                     if (c.gen is not None or c.queue) and (c.waiting is None or c.waiting.owner is None)
                 ]
                 if not runnable:
-                    stuck = [c for c in self.cpus if c.gen is not None]
+                    stuck = [c for c in cpus if c.gen is not None]
                     if stuck:
                         cpu = stuck[0]
                         lock = cpu.waiting.name if cpu.waiting else "?"
-                        raise Violation("I16", f"deadlock: cpu{cpu.id} sleeps on {lock} forever")
+                        raise Violation(
+                            "I16", "deadlock: a CPU sleeps on a lock forever", f"cpu{cpu.id} on {lock}"
+                        )
                     break
+                step = self.step = self.step + 1
                 if len(runnable) == 1:
                     cpu = runnable[0]
                 else:
                     default = cpu if cpu in runnable else runnable[0]
-                    cpu = self.choices.pick(self.step + 1, runnable, default)
+                    cpu = pick(step, runnable, default)
                     if cpu is not default:
-                        self.switches.append((self.step + 1, cpu.id))
-                self._step(cpu)
+                        self.switches.append((step, cpu.id))
+                gen = cpu.gen
+                if gen is None:
+                    call = cpu.call = cpu.queue.popleft()
+                    cpu.op_steps = 0
+                    cpu.injected_at_start = len(self.injected)
+                    gen = cpu.gen = call.spec.executor(self, cpu, call.args)
+                else:
+                    call = cpu.call  # type: ignore[assignment]
+                cpu.op_steps += 1
+                if cpu.op_steps > budget:
+                    raise Violation(
+                        "I16", "operation did not finish within its step budget", f"{budget} steps"
+                    )
+                try:
+                    label = gen.send(None)
+                except StopIteration as stop:
+                    cpu.gen = None
+                    label = "done"
+                    results[call.index] = stop.value
+                    for check in op_done[call.spec.id]:
+                        check(self, cpu, call, stop.value)
+                if tracing:
+                    self._record(cpu, call, label)
         except Violation as v:
             finding = self._finding(v, cpu)
             if self.trace is not None and cpu is not None and cpu.call is not None:
                 self._record(cpu, cpu.call, f"VIOLATION {v}")
         finally:
-            for c in self.cpus:
+            for c in cpus:
                 if c.gen is not None:
                     c.gen.close()
         return RunResult(finding, self.step, self.results, self.switches, self.injected, self.trace, self)
-
-    def _step(self, cpu: Cpu) -> None:
-        """Advance ``cpu`` by one atomic step, starting its next op if it has none."""
-        self.step += 1
-        gen = cpu.gen
-        if gen is None:
-            cpu.call = cpu.queue.popleft()
-            cpu.op_steps = 0
-            cpu.injected_at_start = len(self.injected)
-            gen = cpu.gen = cpu.call.spec.executor(self, cpu, cpu.call.args)
-        call = cpu.call
-        assert call is not None
-        cpu.op_steps += 1
-        if cpu.op_steps > self.op_step_budget:
-            raise Violation("I16", f"did not finish within {self.op_step_budget} steps")
-        try:
-            label = gen.send(None)
-        except StopIteration as stop:
-            cpu.gen = None
-            label = "done"
-            self.results[call.index] = stop.value
-            for check in self._on_op_done[call.spec.id]:
-                check(self, cpu, call, stop.value)
-        if self.trace is not None:
-            self._record(cpu, call, label)
 
     def _record(self, cpu: Cpu, call: Call, label: str) -> None:
         assert self.trace is not None and self._notes is not None
