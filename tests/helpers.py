@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 from fuzzkit import PAGE_SHIFT, RunResult
@@ -62,4 +62,44 @@ def vpage_of(result: RunResult, arena_index: int, pgoff: int) -> int:
     return int(result.machine.handles["arena"][arena_index].vpage(pgoff))
 
 
-__all__ = ["ARCHES", "PAGE_SHIFT", "REVISIONS", "arena", "program", "pte", "run", "slot_state", "vpage_of"]
+def drive(gen: Generator[str, None, Any]) -> Any:
+    """Run a primitive (a generator) to completion outside the scheduler; return its result."""
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+def step_of(result: RunResult, cpu: int, label: str, nth: int = 1) -> int:
+    """The global step at which ``cpu`` took its ``nth`` step labelled ``label``."""
+    steps = [t.step for t in result.trace or [] if t.cpu == cpu and t.label == label]
+    assert len(steps) >= nth, f"cpu{cpu} never took step {label!r} #{nth}"
+    return steps[nth - 1]
+
+
+def preempted(
+    session: Session, ops: list[Op], *, cpu: int, after: str, nth: int = 1, to: int, **kw: Any
+) -> RunResult:
+    """Run ``ops`` with ``cpu`` preempted right after its ``nth`` step labelled ``after``: CPU
+    ``to`` then runs everything it has queued (the scheduler keeps the current CPU), and
+    ``cpu`` resumes. Found from the trace of the unpreempted run, so the schedule follows the
+    code rather than hard-coded step numbers."""
+    plain = run(session, ops, trace=True, **kw)
+    return run(session, ops, trace=True, switches=[(step_of(plain, cpu, after, nth) + 1, to)], **kw)
+
+
+__all__ = [
+    "ARCHES",
+    "PAGE_SHIFT",
+    "REVISIONS",
+    "arena",
+    "drive",
+    "preempted",
+    "program",
+    "pte",
+    "run",
+    "slot_state",
+    "step_of",
+    "vpage_of",
+]

@@ -86,26 +86,7 @@ def run(
         args.append(f"-max_total_time={seconds}")
     if jobs is not None and jobs > 1:
         args += [f"-jobs={jobs}", f"-workers={jobs}"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "fuzzkit.engines.atheris_engine",
-        "--arch",
-        target.arch,
-        "--revision",
-        target.revision,
-        "--cpus",
-        str(target.cpus),
-        "--findings",
-        str(findings),
-        "--log",
-        str(log),
-        *[f"-p={flag}" for flag in plugin_flags],
-        "--",
-        *args,
-        *libfuzzer_args,
-        str(corpus),
-    ]
+    cmd = [*_child_cmd(target, findings, log, plugin_flags), "--", *args, *libfuzzer_args, str(corpus)]
     fuzzer_log = findings / f"libfuzzer-{target.name}.log"
     with open(fuzzer_log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -128,6 +109,14 @@ def run(
     found = _read_log(log)
     log.unlink(missing_ok=True)
     return AtherisRun(proc.returncode, found, corpus)
+
+
+def _child_cmd(target: Target, findings: Path, log: Path, plugin_flags: Sequence[str]) -> list[str]:
+    return [
+        sys.executable, "-m", "fuzzkit.engines.atheris_engine",
+        "--arch", target.arch, "--revision", target.revision, "--cpus", str(target.cpus),
+        "--findings", str(findings), "--log", str(log), *[f"-p={flag}" for flag in plugin_flags],
+    ]  # fmt: skip
 
 
 def _read_log(log: Path) -> list[dict[str, str]]:
@@ -213,24 +202,7 @@ def bench(target: Target, programs: int, plugin_flags: Sequence[str] = ()) -> fl
     """Executions per second of the instrumented engine on seeded 32-op programs."""
     require_atheris()
     with tempfile.TemporaryDirectory(prefix="fuzzkit-bench-") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "fuzzkit.engines.atheris_engine",
-            "--arch",
-            target.arch,
-            "--revision",
-            target.revision,
-            "--cpus",
-            str(target.cpus),
-            "--findings",
-            tmp,
-            "--log",
-            f"{tmp}/log",
-            "--bench",
-            str(programs),
-            *[f"-p={f}" for f in plugin_flags],
-        ]
+        cmd = [*_child_cmd(target, Path(tmp), Path(tmp) / "log", plugin_flags), "--bench", str(programs)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rate: float = json.loads(out.strip().splitlines()[-1])["exec_per_second"]
     return rate

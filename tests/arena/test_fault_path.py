@@ -5,12 +5,11 @@ R17) and the reports it makes (R18), on both arches wherever they differ."""
 from __future__ import annotations
 
 import re
-from collections.abc import Generator
 from typing import Any
 
 import pytest
 from fuzzkit_arena.arena import GUARD_SZ, SZ_4G, Arena, Stream, clear_lo32
-from helpers import ARCHES, REVISIONS, Op, run, slot_state
+from helpers import ARCHES, REVISIONS, Op, drive, preempted, run, slot_state, step_of
 
 from fuzzkit import OOPS, PAGE_SHIFT, PAGE_SIZE, RETRY, Fault, Frame, RunResult
 from fuzzkit.runner import Session
@@ -36,32 +35,6 @@ def the_arena(result: RunResult, index: int = 0) -> Arena:
 
 def stream(result: RunResult, index: int = 0) -> Stream:
     return the_arena(result, index).prog.stream
-
-
-def step_of(result: RunResult, cpu: int, label: str, nth: int = 1) -> int:
-    """The global step at which ``cpu`` took its ``nth`` step labelled ``label``."""
-    steps = [t.step for t in result.trace or [] if t.cpu == cpu and t.label == label]
-    assert len(steps) >= nth, f"cpu{cpu} never took step {label!r} #{nth}"
-    return steps[nth - 1]
-
-
-def preempted(
-    session: Session, ops: list[Op], *, cpu: int, after: str, nth: int = 1, to: int, **kw: Any
-) -> RunResult:
-    """Run ``ops`` with ``cpu`` preempted right after its ``nth`` step labelled ``after``: CPU
-    ``to`` then runs everything it has queued (the scheduler keeps the current CPU), and
-    ``cpu`` resumes. Found from the trace of the unpreempted run, so the schedule follows the
-    code rather than hard-coded step numbers."""
-    plain = run(session, ops, trace=True, **kw)
-    return run(session, ops, trace=True, switches=[(step_of(plain, cpu, after, nth) + 1, to)], **kw)
-
-
-def drive(gen: Generator[str, None, Any]) -> Any:
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 # -- R14: what reaches the arena hook ----------------------------------------------------------------

@@ -8,7 +8,7 @@ Where no primitive can produce the state, the check is called directly on a craf
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from fuzzkit_arena.arena import KERN_VM_SZ, Arena, BpfProg
 from fuzzkit_arena.ops import FIXED_BASE
 from fuzzkit_arena.range_tree import ENOMEM
 from fuzzkit_x86 import X86
-from helpers import ARCHES, Op, program, run, slot_state
+from helpers import ARCHES, Op, drive, preempted, program, run, slot_state
 
 from fuzzkit import (
     PAGE_SHIFT,
@@ -59,25 +59,6 @@ def kaccess(pgoff: int, *, cpu: int = 0, **args: Any) -> Op:
 def the_arena(result: RunResult, index: int = 0) -> Arena:
     arena: Arena = result.machine.handles["arena"][index]
     return arena
-
-
-def drive(gen: Generator[str, None, Any]) -> Any:
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-
-
-def preempted(
-    session: Session, ops: list[Op], *, cpu: int, after: str, nth: int = 1, to: int, **kw: Any
-) -> RunResult:
-    """Run ``ops`` with ``cpu`` preempted right after its ``nth`` step labelled ``after``; CPU
-    ``to`` then runs all it has queued before ``cpu`` resumes (found from the trace of the
-    unpreempted run, so the schedule follows the code, not hard-coded step numbers)."""
-    plain = run(session, ops, trace=True, **kw)
-    steps = [t.step for t in plain.trace or [] if t.cpu == cpu and t.label == after]
-    return run(session, ops, trace=True, switches=[(steps[nth - 1] + 1, to)], **kw)
 
 
 def assert_finding(

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Any
 
 import pytest
-from helpers import ARCHES, program, run, slot_state
+from helpers import ARCHES, drive, program, run, slot_state
 
 from fuzzkit import FIXUP, IGNORED, KFENCE, OOPS, RETRY, Fault, Machine, Replay, Violation
 from fuzzkit.runner import Session, trace_table
-
-
-def drive(gen: Generator[str, None, Any]) -> Any:
-    """Run a primitive to completion outside the scheduler; return its result."""
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 def bare(session: Session, arch: str, inject: tuple[tuple[str, int], ...] = ()) -> Machine:
