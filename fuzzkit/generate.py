@@ -34,10 +34,23 @@ def random_program(kernel: Kernel, rng: random.Random, n_ops: int) -> Program:
     ops = list(kernel.ops.values())
     created: dict[str, int] = {}
     calls = []
-    for op in ops:
-        if op.creates and op.creates not in created:
-            calls.append(OpCall(0, op.id, {name: dom.base() for name, dom in op.args.items()}))
-            created[op.creates] = 1
+    creators = [op for op in ops if op.creates]
+    while creators:
+        # A creator whose arguments need another kind of handle comes after that kind's
+        # creator (a scheduler needs its struct_ops map, which needs an arena).
+        ready = [
+            op
+            for op in creators
+            if all(
+                created.get(d.kind) or d.kind == op.creates for d in op.args.values() if isinstance(d, Handle)
+            )
+        ] or creators[:1]
+        for op in ready:
+            kind = op.creates
+            if kind is not None and kind not in created:
+                calls.append(OpCall(0, op.id, {name: dom.base() for name, dom in op.args.items()}))
+                created[kind] = 1
+            creators.remove(op)
     for _ in range(n_ops - len(calls)):
         ready = [
             op for op in ops if all(created.get(d.kind) for d in op.args.values() if isinstance(d, Handle))

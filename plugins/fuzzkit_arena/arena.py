@@ -9,6 +9,7 @@ user range never crosses a 4 GiB boundary, so the low 32 bits are contiguous.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fuzzkit import PAGE_SHIFT, PAGE_SIZE, Machine, Mutex, Page
 from fuzzkit_arena.range_tree import RangeTree, ReferenceRanges
@@ -113,9 +114,9 @@ class Arena:
         self.leaked = False
         #: Pages intentionally leaked until destroy (R8: span allocation failed).
         self.leaked_spans = 0
-        #: Last best-fit claim per CPU: (page_cnt, pgoff found, the reference's answer),
-        #: read by I12 and I16 when the allocation returns.
-        self.last_fit: dict[int, tuple[int, int, int]] = {}
+        #: Last best-fit claim per CPU, with the call that made it: (call, (page_cnt, pgoff
+        #: found, the reference's answer)), read by I12 and I16 when that call returns.
+        self.last_fit: dict[int, tuple[Any, tuple[int, int, int]]] = {}
         #: The main program using this arena, whose stream gets reports.
         self.prog = BpfProg(f"{self.name}.prog", self)
 

@@ -235,7 +235,10 @@ def _best_fit_claim(m: Machine, cpu: Cpu, call: Call, arena: Arena) -> tuple[int
     that call (I12, I16), so none of them depends on the order the others run in."""
     kept = m.state.get(BEST_FIT_CLAIM)
     if kept is None or kept[0] is not call:
-        kept = m.state[BEST_FIT_CLAIM] = (call, arena.last_fit.pop(cpu.id, None))
+        claim = arena.last_fit.pop(cpu.id, None)
+        # A claim made by another call (a kernel-side allocation inside some other op) is
+        # not this call's to judge.
+        kept = m.state[BEST_FIT_CLAIM] = (call, claim[1] if claim is not None and claim[0] is call else None)
     fit: tuple[int, int, int] | None = kept[1]
     return fit
 

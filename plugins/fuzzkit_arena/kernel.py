@@ -237,7 +237,7 @@ def arena_alloc_pages(
             ret = rt_clear(m, arena, pgoff, page_cnt)
     else:
         ret = pgoff = k.range_tree_find(m, arena, page_cnt)
-        arena.last_fit[cpu.id] = (page_cnt, pgoff, arena.ref.best_fit(page_cnt))
+        arena.last_fit[cpu.id] = (cpu.call, (page_cnt, pgoff, arena.ref.best_fit(page_cnt)))
         if pgoff >= 0:
             ret = rt_clear(m, arena, pgoff, page_cnt)
     yield "range_tree_clear"

@@ -43,10 +43,6 @@ def bpf_arena_alloc_pages_sleepable(
 ) -> Steps:
     """The sleepable allocation for kernel callers: arena_alloc_pages(..., sleepable=true)."""
     p: int = yield from m.k.arena_alloc_pages(m, cpu, arena, uaddr, page_cnt, node, True)
-    # The best-fit claim this CPU just made is bookkeeping for the arena ops' own oracles,
-    # read when an arena.* op completes; a kernel-side claim must not be left for the next
-    # arena.alloc of this CPU to be judged by.
-    arena.last_fit.pop(cpu.id, None)
     m.state.setdefault(GROWTH, {})[cpu.id] = bool(p)
     if p:
         lo = arena.kbase + (p & U32)

@@ -1,0 +1,68 @@
+"""Triage: from findings to one minimized, explained report per bug.
+
+Layout, in the order a finding flows through it:
+
+* ``probe``: instrumented replays (which primitive an invariant fired in; machine state
+  before a step), built on the compiled kernel without touching the core;
+* ``signature``: the title a bug is known by, its alternative titles, its slug;
+* ``store``: the dedup store, ``<reports>/bugs.json``;
+* ``minimize``: the minimizer, bounded by a replay budget;
+* ``report``: report bundles (``report.md``, ``repro.json``, a pytest regression test) and
+  ``index.md``;
+* ``pipeline``: what engines and the command line call.
+
+Formats are documented in ``reports/README.md``.
+"""
+
+from fuzzkit.triage.errors import TriageError
+from fuzzkit.triage.minimize import DEFAULT_BUDGET, Minimized, minimize
+from fuzzkit.triage.pipeline import (
+    Triaged,
+    TriageResult,
+    minimize_file,
+    recheck,
+    save_new,
+    timestamp,
+    triage,
+)
+from fuzzkit.triage.probe import Probe, ProbeRun, Replayer, Snapshot, snapshot
+from fuzzkit.triage.report import render_index, render_report, render_test, write_bundle, write_index
+from fuzzkit.triage.signature import Signature, race_titles, signature, signature_of, slug, title
+from fuzzkit.triage.size import PassStats, ProgramSize, program_size
+from fuzzkit.triage.store import STATUSES, Bug, BugStore
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "STATUSES",
+    "Bug",
+    "BugStore",
+    "Minimized",
+    "PassStats",
+    "Probe",
+    "ProbeRun",
+    "ProgramSize",
+    "Replayer",
+    "Signature",
+    "Snapshot",
+    "TriageError",
+    "TriageResult",
+    "Triaged",
+    "minimize",
+    "minimize_file",
+    "program_size",
+    "race_titles",
+    "recheck",
+    "render_index",
+    "render_report",
+    "render_test",
+    "save_new",
+    "signature",
+    "signature_of",
+    "slug",
+    "snapshot",
+    "timestamp",
+    "title",
+    "triage",
+    "write_bundle",
+    "write_index",
+]

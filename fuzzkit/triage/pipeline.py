@@ -1,0 +1,188 @@
+"""Triage as engines and the command line use it: findings in, one minimized report per bug out.
+
+:func:`triage` takes the programs a campaign found (each replays to a finding under its
+recorded choices), signs each one, merges it into the reports folder's dedup store, and for a
+bug seen for the first time minimizes the program and writes its bundle. :func:`recheck`
+re-runs every bundle's ``repro.json`` and sets the bugs' status; :func:`minimize_file` is the
+``fuzzkit minimize FILE -o OUT`` job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fuzzkit.errors import FuzzkitError
+from fuzzkit.program import Program, load
+from fuzzkit.runner import Session
+from fuzzkit.triage.errors import TriageError
+from fuzzkit.triage.minimize import DEFAULT_BUDGET, Minimized, minimize
+from fuzzkit.triage.report import write_bundle, write_index
+from fuzzkit.triage.signature import Signature, signature, slug
+from fuzzkit.triage.size import program_size
+from fuzzkit.triage.store import Bug, BugStore
+
+
+def timestamp() -> str:
+    """Now, in UTC, to the second: when a bug was seen (recorded, never decides anything)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Triaged:
+    """What triage did with one bug of a batch."""
+
+    bug: Bug
+    #: True when the bug was not in the store before this batch.
+    new: bool
+    #: Occurrences of the bug in this batch.
+    occurrences: int = 0
+    #: The bundle folder written in this batch (None: it existed already, or was not written).
+    bundle: Path | None = None
+    minimized: Minimized | None = None
+
+
+@dataclass
+class TriageResult:
+    bugs: list[Triaged] = field(default_factory=list)
+    #: Sources of programs whose replay gave no finding (an engine/replay disagreement).
+    unreproduced: list[str] = field(default_factory=list)
+
+
+def triage(
+    session: Session,
+    programs: Iterable[Program | tuple[str, Program]],
+    reports: str | Path,
+    *,
+    budget: int = DEFAULT_BUDGET,
+    now: str | None = None,
+) -> TriageResult:
+    """Dedup, minimize and report ``programs`` (optionally ``(source, program)`` pairs, the
+    source naming a file in messages) into the reports folder ``reports``.
+
+    Every program is replayed once to sign it. A known bug only has its count and last-seen
+    time updated; a new bug is minimized within ``budget`` replays and gets a bundle. Writes
+    ``bugs.json`` and ``index.md``; never touches an existing bundle."""
+    reports = Path(reports)
+    now = now or timestamp()
+    out = TriageResult()
+    by_title: dict[str, Triaged] = {}
+    signed = []
+    for i, item in enumerate(programs):
+        source, program = item if isinstance(item, tuple) else (f"<program {i}>", item)
+        sig = signature(session, program, source)
+        if sig is None:
+            out.unreproduced.append(source)
+        else:
+            size = program_size(program, session.kernel(program.arch, program.revision, program.cpus))
+            signed.append((sig, size, program))
+    # A bug is named after its first occurrence, so the plainest go first: those with no
+    # other op in flight (the race titles point at them), then the smallest programs.
+    signed.sort(key=lambda s: (bool(s[0].alt_titles), s[1]))
+    with BugStore.update(reports) as store:
+        for sig, _, program in signed:
+            bug = store.find(sig)
+            if bug is None:
+                bug = _new_bug(session, sig, program)
+                store.bugs.append(bug)
+                entry = by_title[bug.title] = Triaged(bug, new=True)
+                out.bugs.append(entry)
+            elif bug.title not in by_title:
+                entry = by_title[bug.title] = Triaged(bug, new=False)
+                out.bugs.append(entry)
+            else:
+                entry = by_title[bug.title]
+            store.seen(bug, sig, now)
+            entry.occurrences += 1
+            if not (reports / bug.slug).exists():
+                _bundle(session, reports, entry, program, budget)
+        write_index(store)
+    return out
+
+
+def _new_bug(session: Session, sig: Signature, program: Program) -> Bug:
+    f = sig.finding
+    kernel = session.kernel(program.arch, program.revision, program.cpus)
+    return Bug(
+        title=sig.title,
+        slug=slug(sig.title),
+        spec_id=f.spec_id,
+        op=f.op,
+        primitive=sig.primitive,
+        arch=f.arch,
+        revision=f.revision,
+        replaced=list(f.replaced),
+        alt_titles=list(sig.alt_titles),
+        original_size=program_size(program, kernel).to_json(),
+    )
+
+
+def _bundle(session: Session, reports: Path, entry: Triaged, program: Program, budget: int) -> None:
+    bug = entry.bug
+    result = minimize(session, program, budget=budget, title=bug.title)
+    small = result.program
+    small.description = f"{bug.title} (minimized: {result.summary()})"
+    entry.minimized = result
+    bug.minimized_size = result.size.to_json()
+    bug.minimize = {"replays": result.replays, "budget": result.budget, "complete": result.complete}
+    # The minimized program may show the race from fewer sides: keep every way it was seen.
+    bug.alt_titles = sorted(set(bug.alt_titles) | set(result.signature.alt_titles))
+    entry.bundle = write_bundle(session, reports, bug, small, program, result)
+
+
+def recheck(session: Session, reports: str | Path, *, now: str | None = None) -> BugStore:
+    """Re-run every bug's ``repro.json`` with ``session`` and set its status. Writes
+    ``bugs.json`` and ``index.md``; returns the updated store."""
+    reports = Path(reports)
+    if not reports.is_dir():
+        raise TriageError(f"{reports}: not a reports folder (no such directory)")
+    now = now or timestamp()
+    with BugStore.update(reports) as store:
+        for bug in store.bugs:
+            repro = reports / bug.slug / "repro.json"
+            bug.checked, bug.note = now, ""
+            try:
+                sig = signature(session, load(repro), str(repro))
+            except FuzzkitError as exc:  # unreadable, another schema, unknown op, arch or plugin
+                bug.status, bug.note = "cannot replay", str(exc)
+                continue
+            reproduces = sig is not None and (sig.title == bug.title or bool(sig.titles & bug.titles))
+            bug.status = "still reproduces" if reproduces else "no longer reproduces"
+        write_index(store)
+    return store
+
+
+def minimize_file(
+    session: Session, path: str | Path, out: str | Path, *, budget: int = DEFAULT_BUDGET
+) -> Minimized:
+    """Minimize the program in ``path`` and write it to ``out``, which must not exist (checked
+    before any work, and again by an exclusive create when writing)."""
+    path, out = Path(path), Path(out)
+    if out.exists():
+        raise TriageError(f"{out}: already exists; minimize never overwrites (choose another -o)")
+    program = load(path)
+    result = minimize(session, program, budget=budget, source=str(path))
+    result.program.description = f"{result.signature.title} (minimized from {path.name}: {result.summary()})"
+    save_new(result.program, out)
+    return result
+
+
+def save_new(program: Program, path: Path) -> None:
+    """Write ``program`` to ``path`` atomically, failing if ``path`` exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(program.dumps())
+        try:
+            os.link(tmp, path)  # atomic, and refuses an existing file
+        except FileExistsError:
+            raise TriageError(f"{path}: already exists; minimize never overwrites") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

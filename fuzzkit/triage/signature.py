@@ -1,0 +1,101 @@
+"""Finding signatures: the title a bug is known by, and the alternative titles that let the
+same bug, seen another way, merge with it.
+
+The title extends :attr:`Finding.title <fuzzkit.machine.core.Finding.title>` the way
+syzkaller titles a crash after the function it happened in::
+
+    I8 installer overwrote REAL pte in arena.kernel_access at apply_range_set_scratch_cb (x86, fixed)
+
+``<SPEC id> <what broke> in <op> at <primitive> (<arch>, <revision>)``. The primitive is
+the innermost named kernel primitive the violation was raised in, skipping the core's PTE
+atomics and TLB flush when a subsystem primitive encloses them (they are the memcpy of this
+kernel: they say little about where a bug is). A finding raised outside any primitive (a
+check at op completion, a deadlock) has no `` at ...`` part, so its title is exactly the
+finding's own. Messages carry no numbers (specifics live in ``detail``), so titles are
+stable across occurrences.
+
+Alternative titles cover races. When the invariant fires in op A while another CPU is in the
+middle of op B, the breakage may well be B's (a check at the end of A sees B's half-done
+work), and the same race fires in B when the schedule is mirrored. Such a finding gets two
+alternative titles per op B in flight: the title as if it had fired in B,
+``<SPEC id> <what broke> in B (<arch>, <revision>)``, and the race title
+``<SPEC id> <what broke> in A vs B (<arch>, <revision>)`` with A and B in sorted order.
+Findings sharing a title or an alternative title are one bug (:mod:`fuzzkit.triage.store`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from fuzzkit.machine.core import Finding, Machine
+from fuzzkit.program import Program
+from fuzzkit.runner import Session
+from fuzzkit.triage.probe import ProbeRun, Replayer
+
+
+@dataclass(frozen=True)
+class Signature:
+    """How a finding is known to triage."""
+
+    title: str
+    #: Titles under which the same bug may also show up (races seen from the other side).
+    alt_titles: tuple[str, ...]
+    finding: Finding
+    #: The primitive the violation was attributed to, or None (see module docstring).
+    primitive: str | None
+
+    @property
+    def titles(self) -> frozenset[str]:
+        return frozenset((self.title, *self.alt_titles))
+
+
+def title(finding: Finding, primitive: str | None) -> str:
+    where = f"{finding.op} at {primitive}" if primitive else finding.op
+    return f"{finding.spec_id} {finding.message} in {where} ({finding.arch}, {finding.revision})"
+
+
+def slug(title: str) -> str:
+    """A folder and file name for ``title``: its words, then a hash of the whole title so
+    titles that share a long prefix stay apart."""
+    words = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    digest = hashlib.sha256(title.encode()).hexdigest()[:8]
+    return f"{words[:60].rstrip('-')}-{digest}"
+
+
+def race_titles(finding: Finding, machine: Machine) -> tuple[str, ...]:
+    """Alternative titles from the ops other CPUs were in the middle of when the invariant
+    fired: for each such op B, the title as if it had fired in B, and the race title of the
+    finding's op and B."""
+    others = sorted(
+        {
+            c.call.spec.id
+            for c in machine.cpus
+            if c.id != finding.cpu and c.gen is not None and c.call is not None
+        }
+    )
+    config = f"({finding.arch}, {finding.revision})"
+    titles = set()
+    for other in others:
+        titles.add(f"{finding.spec_id} {finding.message} in {other} {config}")
+        titles.add(
+            f"{finding.spec_id} {finding.message} in {' vs '.join(sorted((finding.op, other)))} {config}"
+        )
+    return tuple(sorted(titles))
+
+
+def signature_of(run: ProbeRun) -> Signature | None:
+    finding = run.result.finding
+    if finding is None:
+        return None
+    return Signature(
+        title(finding, run.primitive), race_titles(finding, run.result.machine), finding, run.primitive
+    )
+
+
+def signature(session: Session, program: Program, source: str = "<program>") -> Signature | None:
+    """Replay ``program`` under its recorded choices; its finding's signature, or None when
+    the run is clean. Raises :class:`~fuzzkit.errors.ProgramError` when the program does not
+    resolve against the loaded plugins."""
+    return signature_of(Replayer(session).run(program, source=source))

@@ -1,0 +1,251 @@
+"""The dedup store: one record per distinct bug, persisted as ``<reports>/bugs.json``.
+
+A finding belongs to a recorded bug when its title or one of its alternative titles equals
+the bug's title or one of the bug's alternative titles (see :mod:`fuzzkit.triage.signature`).
+Each record counts occurrences and keeps when the bug was first and last seen, how big the
+program that first showed it was, how far minimization got, and the bug's status:
+
+* ``new``: recorded by a campaign, not re-run since;
+* ``still reproduces`` / ``no longer reproduces``: what the last re-run of its ``repro.json``
+  gave (:func:`fuzzkit.triage.recheck`);
+* ``cannot replay``: the last re-run could not load or run it (the reason is in ``note``).
+
+Writers take an exclusive lock on ``<reports>/.bugs.lock`` around read-modify-write, and the
+file is replaced atomically, so concurrent campaigns sharing a reports folder lose no counts
+and a crash never leaves half a file. A malformed file, or one of another schema version, is
+an error naming the file and the field, and is never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fuzzkit.triage.errors import TriageError
+from fuzzkit.triage.signature import Signature
+
+KIND = "bugs"
+SCHEMA = 1
+FILENAME = "bugs.json"
+STATUSES = ("new", "still reproduces", "no longer reproduces", "cannot replay")
+
+
+@dataclass
+class Bug:
+    """One distinct bug (all findings with its title or an alternative title)."""
+
+    title: str
+    slug: str
+    spec_id: str
+    op: str
+    primitive: str | None
+    arch: str
+    revision: str
+    #: Primitives a plugin replaced in the run that found it: (primitive, plugin).
+    replaced: list[tuple[str, str]]
+    alt_titles: list[str] = field(default_factory=list)
+    count: int = 0
+    first_seen: str = ""
+    last_seen: str = ""
+    #: Sizes as :class:`~fuzzkit.triage.minimize.ProgramSize` JSON; ``minimized`` is None
+    #: until a minimization ran.
+    original_size: dict[str, int] = field(default_factory=dict)
+    minimized_size: dict[str, int] | None = None
+    #: Replays spent minimizing, the budget, and whether a fixpoint was reached.
+    minimize: dict[str, Any] | None = None
+    status: str = "new"
+    #: When the status was last set by a re-run, and why a re-run could not replay.
+    checked: str = ""
+    note: str = ""
+
+    @property
+    def titles(self) -> frozenset[str]:
+        return frozenset((self.title, *self.alt_titles))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "alt_titles": list(self.alt_titles),
+            "slug": self.slug,
+            "spec_id": self.spec_id,
+            "op": self.op,
+            "primitive": self.primitive,
+            "arch": self.arch,
+            "revision": self.revision,
+            "replaced": [{"primitive": p, "plugin": plugin} for p, plugin in self.replaced],
+            "count": self.count,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "original_size": dict(self.original_size),
+            "minimized_size": dict(self.minimized_size) if self.minimized_size is not None else None,
+            "minimize": dict(self.minimize) if self.minimize is not None else None,
+            "status": self.status,
+            "checked": self.checked,
+            "note": self.note,
+        }
+
+
+def _bug_from_json(raw: Any, where: str) -> Bug:
+    def fail(key: str, msg: str) -> TriageError:
+        return TriageError(f"{where}.{key}: {msg}")
+
+    if not isinstance(raw, dict):
+        raise TriageError(f"{where}: expected an object, got {type(raw).__name__}")
+
+    def get(key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+        if key not in raw:
+            if optional:
+                return None
+            raise fail(key, "missing")
+        value = raw[key]
+        if value is None and optional:
+            return None
+        if (isinstance(value, bool) and kind is int) or not isinstance(value, kind):
+            raise fail(key, f"expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+        return value
+
+    status = get("status", str)
+    if status not in STATUSES:
+        raise fail("status", f"'{status}' is not one of {', '.join(STATUSES)}")
+    replaced = []
+    for i, r in enumerate(get("replaced", list)):
+        if (
+            not isinstance(r, dict)
+            or not isinstance(r.get("primitive"), str)
+            or not isinstance(r.get("plugin"), str)
+        ):
+            raise fail(f"replaced[{i}]", "expected {primitive, plugin} strings")
+        replaced.append((r["primitive"], r["plugin"]))
+    alt = get("alt_titles", list)
+    if not all(isinstance(t, str) for t in alt):
+        raise fail("alt_titles", "expected a list of strings")
+    return Bug(
+        title=get("title", str),
+        slug=get("slug", str),
+        spec_id=get("spec_id", str),
+        op=get("op", str),
+        primitive=get("primitive", str, optional=True),
+        arch=get("arch", str),
+        revision=get("revision", str),
+        replaced=replaced,
+        alt_titles=list(alt),
+        count=get("count", int),
+        first_seen=get("first_seen", str),
+        last_seen=get("last_seen", str),
+        original_size=get("original_size", dict),
+        minimized_size=get("minimized_size", dict, optional=True),
+        minimize=get("minimize", dict, optional=True),
+        status=status,
+        checked=get("checked", str),
+        note=get("note", str),
+    )
+
+
+class BugStore:
+    """The bugs of one reports folder, in the order they were first recorded."""
+
+    def __init__(self, folder: Path, bugs: list[Bug] | None = None) -> None:
+        self.folder = Path(folder)
+        self.bugs: list[Bug] = bugs or []
+
+    @property
+    def path(self) -> Path:
+        return self.folder / FILENAME
+
+    @classmethod
+    def load(cls, folder: str | Path) -> BugStore:
+        """Read ``folder/bugs.json`` (an empty store when there is none)."""
+        folder = Path(folder)
+        path = folder / FILENAME
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(folder)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TriageError(f"{path}: cannot read: {exc}") from exc
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TriageError(f"{path}: not JSON (truncated?): {exc.msg} at line {exc.lineno}") from exc
+        if not isinstance(doc, dict) or doc.get("fuzzkit") != KIND:
+            raise TriageError(f'{path}: not a fuzzkit bug store (expected "fuzzkit": "{KIND}")')
+        if doc.get("schema") != SCHEMA:
+            raise TriageError(
+                f"{path}: schema: version {doc.get('schema')!r} is not supported; this fuzzkit reads {SCHEMA}"
+            )
+        raw = doc.get("bugs")
+        if not isinstance(raw, list):
+            raise TriageError(f"{path}: bugs: expected a list")
+        bugs = [_bug_from_json(b, f"{path}: bugs[{i}]") for i, b in enumerate(raw)]
+        slugs = [b.slug for b in bugs]
+        if len(set(slugs)) != len(slugs):
+            raise TriageError(f"{path}: bugs: a slug is listed twice")
+        return cls(folder, bugs)
+
+    @classmethod
+    @contextlib.contextmanager
+    def update(cls, folder: str | Path) -> Iterator[BugStore]:
+        """Load under an exclusive lock, yield, and save when the block ends normally."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with _locked(folder / ".bugs.lock"):
+            store = cls.load(folder)
+            yield store
+            store.save()
+
+    def save(self) -> None:
+        doc = {"fuzzkit": KIND, "schema": SCHEMA, "bugs": [b.to_json() for b in self.bugs]}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".bugs.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps(doc, indent=2) + "\n")
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def find(self, sig: Signature) -> Bug | None:
+        """The bug ``sig`` belongs to: same title first, else a shared alternative title."""
+        for bug in self.bugs:
+            if bug.title == sig.title:
+                return bug
+        titles = sig.titles
+        for bug in self.bugs:
+            if bug.titles & titles:
+                return bug
+        return None
+
+    def by_slug(self, slug: str) -> Bug | None:
+        return next((b for b in self.bugs if b.slug == slug), None)
+
+    def seen(self, bug: Bug, sig: Signature, now: str) -> None:
+        """Count one more occurrence of ``bug``, seen as ``sig``. Every title a bug was seen
+        under joins its alternative titles, so the next occurrence seen from that side merges
+        even when no other op was in flight."""
+        bug.alt_titles = sorted((set(bug.alt_titles) | sig.titles) - {bug.title})
+        bug.count += 1
+        bug.first_seen = bug.first_seen or now
+        bug.last_seen = now
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform: single-writer use only
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
