@@ -25,6 +25,9 @@ from fuzzkit_scx.ops import OPS
 
 hookimpl = pluggy.HookimplMarker("fuzzkit")
 
+#: Modules whose branches are the kernel paths the atheris engine steers by.
+FUZZKIT_COVERAGE = ("fuzzkit_scx.genalloc", "fuzzkit_scx.arena_pool", "fuzzkit_scx.cmask", "fuzzkit_scx.sched")
+
 #: (name, function, summary) of every primitive, by kernel file.
 PRIMITIVES: list[tuple[str, Any, str]] = [
     ("gen_pool_create", genalloc.gen_pool_create, "R23 pool with 2^order byte granules"),

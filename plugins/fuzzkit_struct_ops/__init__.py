@@ -19,6 +19,9 @@ from fuzzkit_struct_ops.ops import OPS
 
 hookimpl = pluggy.HookimplMarker("fuzzkit")
 
+#: Modules whose branches are the kernel paths the atheris engine steers by.
+FUZZKIT_COVERAGE = ("fuzzkit_struct_ops.struct_ops",)
+
 
 @hookimpl
 def fuzzkit_register_primitives(register: Any) -> None:
