@@ -6,14 +6,17 @@ Layout, in the order a finding flows through it:
   before a step), built on the compiled kernel without touching the core;
 * ``signature``: the title a bug is known by, its alternative titles, its slug;
 * ``store``: the dedup store, ``<reports>/bugs.json``;
-* ``minimize``: the minimizer, bounded by a replay budget;
+* ``minimize``: the minimizer, bounded by a replay budget (its search in ``shrink``, the
+  choices it carries through edits in ``anchors``, program sizes in ``size``);
 * ``report``: report bundles (``report.md``, ``repro.json``, a pytest regression test) and
   ``index.md``;
-* ``pipeline``: what engines and the command line call.
+* ``pipeline``: what engines and the command line call;
+* ``bench``: the minimizer's benchmark figure.
 
 Formats are documented in ``reports/README.md``.
 """
 
+from fuzzkit.triage.bench import MinimizeFigure, minimize_figure
 from fuzzkit.triage.errors import TriageError
 from fuzzkit.triage.minimize import DEFAULT_BUDGET, Minimized, minimize
 from fuzzkit.triage.pipeline import (
@@ -26,7 +29,14 @@ from fuzzkit.triage.pipeline import (
     triage,
 )
 from fuzzkit.triage.probe import Probe, ProbeRun, Replayer, Snapshot, snapshot
-from fuzzkit.triage.report import render_index, render_report, render_test, write_bundle, write_index
+from fuzzkit.triage.report import (
+    regression_test_name,
+    render_index,
+    render_report,
+    render_test,
+    write_bundle,
+    write_index,
+)
 from fuzzkit.triage.signature import Signature, race_titles, signature, signature_of, slug, title
 from fuzzkit.triage.size import PassStats, ProgramSize, program_size
 from fuzzkit.triage.store import STATUSES, Bug, BugStore
@@ -36,6 +46,7 @@ __all__ = [
     "STATUSES",
     "Bug",
     "BugStore",
+    "MinimizeFigure",
     "Minimized",
     "PassStats",
     "Probe",
@@ -48,10 +59,12 @@ __all__ = [
     "TriageResult",
     "Triaged",
     "minimize",
+    "minimize_figure",
     "minimize_file",
     "program_size",
     "race_titles",
     "recheck",
+    "regression_test_name",
     "render_index",
     "render_report",
     "render_test",

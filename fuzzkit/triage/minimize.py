@@ -16,7 +16,8 @@ Choices are carried through edits anchored to the ops they happened in
 preemption that makes the race. Passes, repeated until none shrinks the program:
 
 ``ops``         ops that never ran in one go, then delta debugging over the op list (chunks,
-                halving down to single ops);
+                halving down to single ops); when a removed op created an object, handle
+                arguments of later ops are first tried renumbered (object 3 becomes 2);
 ``cpus``        drop unused CPUs; move all ops of one CPU onto another, in the order they ran;
 ``schedule``    delta debugging over the switches (toward fewer preemptions);
 ``inject``      delta debugging over the injected failures, then an earlier arrival failing;

@@ -99,7 +99,9 @@ def triage(
                 entry = by_title[bug.title]
             store.seen(bug, sig, now)
             entry.occurrences += 1
-            if not (reports / bug.slug).exists():
+            # A bundle shows the bug under its own title; an occurrence merged through an
+            # alternative title cannot stand for it.
+            if sig.title == bug.title and not (reports / bug.slug).exists():
                 _bundle(session, reports, entry, program, budget)
         write_index(store)
     return out

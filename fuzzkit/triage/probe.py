@@ -93,7 +93,6 @@ class Probe:
     """An instrumented copy of one compiled kernel, reused across many replays."""
 
     def __init__(self, kernel: Kernel, registry: Registry) -> None:
-        self.plain = kernel
         self._chain: list[str] = []
         self._snapshot_at: int | None = None
         self._before: Snapshot | None = None

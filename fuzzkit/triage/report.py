@@ -39,7 +39,7 @@ TRACE_WINDOW = 16
 MAX_PTE_ROWS = 48
 
 
-def test_filename(slug: str) -> str:
+def regression_test_name(slug: str) -> str:
     return f"test_{slug.replace('-', '_')}.py"
 
 
@@ -153,7 +153,7 @@ def render_report(session: Session, bug: Bug, program: Program, minimized: Minim
     recorded = program.recorded_with
     plugins = recorded.get("plugins", {}) if isinstance(recorded.get("plugins"), dict) else {}
     env = [[name, version] for name, version in sorted(plugins.items())]
-    test = test_filename(bug.slug)
+    test = regression_test_name(bug.slug)
     parts = [
         f"# {bug.title}\n",
         tabulate(rows, headers=["", ""], tablefmt="github"),
@@ -223,7 +223,7 @@ def check(session: Session) -> None:
     if found is not None and found.title == TITLE:
         f = found.finding
         raise AssertionError(
-            f"still reproduces: {{TITLE}} (cpu{{f.cpu}}, step {{f.step}}) {{f.detail}}\n"
+            f"still reproduces: {{TITLE}} (cpu{{f.cpu}}, step {{f.step}}) {{f.detail}}\\n"
             f"see the trace with: fuzzkit replay {{REPRO}}"
         )
 
@@ -237,7 +237,10 @@ def render_test(bug: Bug, program: Program, rel: str) -> str:
     plugins = program.recorded_with.get("plugins", {})
     names = tuple(sorted(plugins)) if isinstance(plugins, dict) else ()
     return TEST_TEMPLATE.format(
-        title=bug.title, title_repr=repr(bug.title), plugins=names, path=f"{rel}/{test_filename(bug.slug)}"
+        title=bug.title,
+        title_repr=repr(bug.title),
+        plugins=names,
+        path=f"{rel}/{regression_test_name(bug.slug)}",
     )
 
 
@@ -260,7 +263,7 @@ def write_bundle(
         "report.md": render_report(session, bug, program, minimized, rel),
         "repro.json": program.dumps(),
         "original.json": original.dumps(),
-        test_filename(bug.slug): render_test(bug, program, rel),
+        regression_test_name(bug.slug): render_test(bug, program, rel),
     }
     reports.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=reports, prefix=f".{bug.slug}."))

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fuzzkit.domains import Domain
+from fuzzkit.domains import Domain, Handle
 from fuzzkit.program import OpCall, Program
 from fuzzkit.runner import Session
 from fuzzkit.triage.anchors import Anchored, Anchors, Recording
@@ -99,6 +99,38 @@ class Shrinker:
         ops = [oc for i, oc in enumerate(self.best.ops) if i not in removed]
         return dataclasses.replace(self.best, ops=ops), anchors
 
+    def without_ops_renumbered(self, removed: set[int]) -> Candidate | None:
+        """:meth:`without_ops`, with handle arguments renumbered as if the removed creators
+        had never run: a handle names the n-th object of its kind created in the run, so
+        removing the creator of object 1 makes object 3 object 2. Creation order is taken to
+        be program order. None when no removed op creates anything."""
+        kernel = self.session.kernel(self.best.arch, self.best.revision, self.best.cpus)
+        made: dict[str, int] = {}
+        gone: dict[str, list[int]] = {}
+        for i, oc in enumerate(self.best.ops):
+            kind = kernel.ops[oc.op].creates
+            if kind is not None:
+                if i in removed:
+                    gone.setdefault(kind, []).append(made.get(kind, 0))
+                made[kind] = made.get(kind, 0) + 1
+        if not gone:
+            return None
+        program, anchors = self.without_ops(removed)
+        ops = []
+        for oc in program.ops:
+            args = dict(oc.args)
+            for name, dom in kernel.ops[oc.op].args.items():
+                if isinstance(dom, Handle) and name in args and dom.kind in gone:
+                    args[name] -= sum(1 for h in gone[dom.kind] if h < args[name])
+            ops.append(OpCall(oc.cpu, oc.op, args))
+        return dataclasses.replace(program, ops=ops), anchors
+
+    def try_without_ops(self, stage: str, removed: set[int]) -> bool:
+        renumbered = self.without_ops_renumbered(removed)
+        if renumbered is not None and self.attempt(stage, renumbered):
+            return True
+        return self.attempt(stage, self.without_ops(removed))
+
     @staticmethod
     def set_arg(candidate: Candidate, op: int, name: str, value: Any) -> Candidate:
         program, anchors = candidate
@@ -112,17 +144,17 @@ class Shrinker:
         domains = self.session.kernel(program.arch, program.revision, program.cpus).ops[oc.op].args
         return [(n, d, d.index(oc.args[n]) if n in oc.args else 0) for n, d in domains.items()]
 
-    def ddmin(self, stage: str, count: Callable[[], int], build: Callable[[set[int]], Candidate]) -> bool:
+    def ddmin(self, stage: str, count: Callable[[], int], drop: Callable[[set[int]], bool]) -> bool:
         """Remove chunks of items (by index, ``count()`` of them in the current best), halving
-        the chunk size down to one; ``build`` makes the candidate without the given indexes.
-        Chunks are tried from the end, so a removal never shifts the indexes still to try."""
+        the chunk size down to one; ``drop`` tries the best without the given indexes. Chunks
+        are tried from the end, so a removal never shifts the indexes still to try."""
         progress = False
         chunk = max(count() // 2, 1)
         while chunk >= 1:
             start = ((count() - 1) // chunk) * chunk
             while start >= 0:
                 n = count()
-                if start < n and self.attempt(stage, build(set(range(start, min(start + chunk, n))))):
+                if start < n and drop(set(range(start, min(start + chunk, n)))):
                     progress = True
                 start -= chunk
             chunk //= 2
@@ -133,8 +165,11 @@ class Shrinker:
     def pass_ops(self) -> bool:
         never = set(range(len(self.best.ops))) - set(self.started)
         # Ops queued behind the finding never ran: usually all of them go in one replay.
-        progress = bool(never) and self.attempt("ops", self.without_ops(never))
-        return self.ddmin("ops", lambda: len(self.best.ops), self.without_ops) or progress
+        progress = bool(never) and self.try_without_ops("ops", never)
+        return (
+            self.ddmin("ops", lambda: len(self.best.ops), lambda gone: self.try_without_ops("ops", gone))
+            or progress
+        )
 
     def pass_cpus(self) -> bool:
         used = sorted({oc.cpu for oc in self.best.ops})
@@ -168,14 +203,20 @@ class Shrinker:
             switches = tuple(s for i, s in enumerate(self.anchors.switches) if i not in gone)
             return self.best, dataclasses.replace(self.anchors, switches=switches)
 
-        return self.ddmin("schedule", lambda: len(self.anchors.switches), without)
+        return self.ddmin(
+            "schedule",
+            lambda: len(self.anchors.switches),
+            lambda gone: self.attempt("schedule", without(gone)),
+        )
 
     def pass_inject(self) -> bool:
         def without(gone: set[int]) -> Candidate:
             inject = tuple(x for i, x in enumerate(self.anchors.inject) if i not in gone)
             return self.best, dataclasses.replace(self.anchors, inject=inject)
 
-        if self.ddmin("inject", lambda: len(self.anchors.inject), without):
+        if self.ddmin(
+            "inject", lambda: len(self.anchors.inject), lambda gone: self.attempt("inject", without(gone))
+        ):
             return True
         # An earlier arrival failing instead: the first allocation of an op rather than its
         # fifth.
@@ -265,7 +306,7 @@ class Shrinker:
         higher offset instead of two that fragment the range tree)."""
         n = len(self.best.ops)
         for drop in range(n - 1, -1, -1):
-            base = self.without_ops({drop})
+            base = self.without_ops_renumbered({drop}) or self.without_ops({drop})
             for op in range(n - 1):
                 for name, dom, cur in self.args_of(base[0], op):
                     for index in range(min(dom.size, self.window)):

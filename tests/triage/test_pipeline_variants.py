@@ -1,0 +1,309 @@
+"""The whole pipeline, fuzz -> dedup -> minimize -> report, on every design variant of the arena
+tests (tests/arena/test_variants.py, tests/arena/test_invariants.py) and on the merged
+revision's real bug.
+
+For each, a seeded miniature campaign (random noise programs with the variant's trigger
+spliced in, random preemption and injections; none for the merged bug) produces findings;
+triage must leave exactly one bug under the expected title, counted once per occurrence,
+whose reproducer is as small as the bug allows: the size reasoned out next to each case,
+as (ops, CPUs, switches, injected failures). Its generated regression test must fail on the
+variant and pass on the real implementation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from arena import test_invariants as inv
+from arena import test_variants as var
+from fuzzkit_arena import kernel
+from fuzzkit_x86 import X86
+from helpers import Op
+from triage_helpers import arena_session, fuzz, variant, with_arch
+
+from fuzzkit.program import load
+from fuzzkit.runner import Session
+from fuzzkit.triage import BugStore, signature, triage
+from fuzzkit.triage.report import regression_test_name
+
+NOW = "2026-06-02T00:00:00+00:00"
+AT_INSTALL = "in arena.kernel_access at apply_range_set_scratch_cb"
+
+
+@dataclass(frozen=True)
+class Case:
+    #: The session with the bug, and one with the real implementation for the same program.
+    buggy: Callable[[], Session]
+    real: Callable[[], Session]
+    arch: str
+    revision: str
+    trigger: list[Op]
+    title: str
+    #: Reasoned minimal size (ops, cpus, switches, injected) and the ops it takes, in order.
+    shape: tuple[int, int, int, int]
+    ops: list[str]
+    runs: int = 80
+
+
+def real_arch(name: str) -> Callable[[], Session]:
+    """A variant arch's name with the real x86 fault path: its real implementation."""
+
+    def make() -> Session:
+        return with_arch(type(f"Real_{name}", (X86,), {"name": name}))
+
+    return make
+
+
+def replaced(primitive: str, fn: Callable[..., object]) -> Callable[[], Session]:
+    return lambda: variant(primitive, fn)
+
+
+CREATE, KACCESS, ALLOC, FREE = "arena.create", "arena.kernel_access", "arena.alloc", "arena.free"
+
+CASES: dict[str, Case] = {
+    # merged revision (R4): a kernel fault scratches free slot 0, best fit then lands on it
+    # and apply_range_set_cb refuses the SCRATCH PTE. Three ops, nothing concurrent.
+    "I16_merged_unallocatable_slot": Case(
+        arena_session,
+        replaced("apply_range_set_cb", kernel.apply_range_set_cb_fixed),
+        "x86",
+        "merged",
+        [],
+        "I16 best-fit allocation failed while free space exists in arena.alloc (x86, merged)",
+        (3, 1, 0, 0),
+        [CREATE, KACCESS, ALLOC],
+        runs=1500,
+    ),
+    # The clear callback does not skip the scratch page: a scratched slot must exist (a
+    # kernel fault) and be freed. Three ops.
+    **{
+        f"I1_clear_cb_without_scratch_skip_{arch}": Case(
+            replaced("apply_range_clear_cb", var.clear_cb_without_scratch_skip),
+            arena_session,
+            arch,
+            "fixed",
+            var.FREE_SCRATCHED,
+            f"I1 scratch page freed before destroy in arena.free at arena_free_pages ({arch}, fixed)",
+            (3, 1, 0, 0),
+            [CREATE, KACCESS, FREE],
+        )
+        for arch in ("x86", "arm64")
+    },
+    # Destroy forgets the scratch page: an arena and its destroy.
+    "I1_destroy_keeps_scratch": Case(
+        replaced("arena_map_free", inv.map_free_without(real_pages=True, scratch=False)),
+        arena_session,
+        "x86",
+        "fixed",
+        inv.DESTROY,
+        "I1 scratch page not freed at destroy in arena.destroy (x86, fixed)",
+        (2, 1, 0, 0),
+        [CREATE, "arena.destroy"],
+    ),
+    # The user fault maps whatever the kernel PTE holds: a scratch PTE (kernel fault), a user
+    # mapping of the arena (mmap) and the user access. Four ops.
+    "I3_user_fault_maps_scratch": Case(
+        replaced("arena_vm_fault", inv.vm_fault_maps_scratch),
+        arena_session,
+        "x86",
+        "fixed",
+        inv.USER_ON_SCRATCH,
+        "I3 scratch page mapped into user space in arena.user_access (x86, fixed)",
+        (4, 1, 0, 0),
+        [CREATE, "arena.mmap", KACCESS, "arena.user_access"],
+    ),
+    # The installer writes the next slot: any kernel fault does it. Two ops.
+    "I4_scratch_next_door": Case(
+        replaced("apply_range_set_scratch_cb", inv.install_next_door),
+        arena_session,
+        "x86",
+        "fixed",
+        [inv.CREATE, inv.kaccess(3)],
+        f"I4 scratch page installed where no kernel fault touched {AT_INSTALL} (x86, fixed)",
+        (2, 1, 0, 0),
+        [CREATE, KACCESS],
+    ),
+    # The installer takes the next arena's scratch page: two arenas and a fault. Three ops.
+    "I4_other_arenas_scratch": Case(
+        replaced("apply_range_set_scratch_cb", inv.install_other_arenas_scratch),
+        arena_session,
+        "x86",
+        "fixed",
+        [inv.CREATE, inv.CREATE, inv.kaccess(3)],
+        f"I4 scratch page installed outside its band {AT_INSTALL} (x86, fixed)",
+        (3, 1, 0, 0),
+        [CREATE, CREATE, KACCESS],
+    ),
+    # The arena hook before the exception table: any BPF store to an empty slot. Two ops.
+    "I5_hook_before_exception_table": Case(
+        lambda: with_arch(inv.X86HookBeforeFixup),
+        real_arch("x86_hook_first"),
+        "x86_hook_first",
+        "fixed",
+        inv.PROG_ON_EMPTY,
+        "I5 BPF program access to an empty slot changed its PTE in arena.prog_access at "
+        "apply_range_set_scratch_cb (x86_hook_first, fixed)",
+        (2, 1, 0, 0),
+        [CREATE, "arena.prog_access"],
+    ),
+    # The stack walk finds no program: any kernel fault oopses. Two ops.
+    "I6_walk_finds_nothing": Case(
+        replaced("bpf_prog_find_from_stack", inv.walk_finds_nothing),
+        arena_session,
+        "x86",
+        "fixed",
+        [inv.CREATE, inv.kaccess(3)],
+        "I6 recoverable arena fault ended in oops in arena.kernel_access (x86, fixed)",
+        (2, 1, 0, 0),
+        [CREATE, KACCESS],
+    ),
+    # The prefetch check after the hook: one prefetch into the arena. Two ops.
+    "I6_prefetch_check_last": Case(
+        lambda: with_arch(inv.X86PrefetchCheckLast),
+        real_arch("x86_prefetch_last"),
+        "x86_prefetch_last",
+        "fixed",
+        [inv.CREATE, inv.kaccess(3, insn="prefetch")],
+        "I6 fault outside the recovery conditions was recovered with the scratch page in "
+        "arena.kernel_access (x86_prefetch_last, fixed)",
+        (2, 1, 0, 0),
+        [CREATE, KACCESS],
+    ),
+    # Reports go to a copy's stream: any kernel fault. Two ops.
+    "I7_report_to_a_copy": Case(
+        replaced("bpf_prog_find_from_stack", inv.walk_to_a_copy),
+        arena_session,
+        "x86",
+        "fixed",
+        [inv.CREATE, inv.kaccess(3)],
+        "I7 scratch install without a report in arena.kernel_access (x86, fixed)",
+        (2, 1, 0, 0),
+        [CREATE, KACCESS],
+    ),
+    # The installer checks pte_none then stores: an allocation of the slot must land between
+    # its read and its store, so a second CPU and exactly one preemption. Three ops.
+    **{
+        f"{sid}_installer_plain_store_{arch}": Case(
+            replaced("apply_range_set_scratch_cb", inv.install_with_plain_store),
+            arena_session,
+            arch,
+            "fixed",
+            inv.INSTALL_VS_ALLOC,
+            title,
+            (3, 2, 1, 0),
+            [CREATE, KACCESS, ALLOC],
+            runs=200,  # the race needs one preemption in a window of one step
+        )
+        for sid, arch, title in (
+            ("I8", "x86", f"I8 installer overwrote REAL pte {AT_INSTALL} (x86, fixed)"),
+            (
+                "I10",
+                "arm64",
+                "I10 valid PTE changed to a different valid PTE without break-before-make "
+                f"{AT_INSTALL} (arm64, fixed)",
+            ),
+        )
+    },
+    # Destroy drops the real pages: one must exist. Three ops.
+    "I8_destroy_leaks_real_pages": Case(
+        replaced("arena_map_free", inv.map_free_without(real_pages=False, scratch=True)),
+        arena_session,
+        "x86",
+        "fixed",
+        inv.DESTROY,
+        "I8 page leaked: unmapped but never freed in arena.destroy (x86, fixed)",
+        (3, 1, 0, 0),
+        [CREATE, ALLOC, "arena.destroy"],
+    ),
+    # No TLB invalidation before the page replaces scratch. On arm64 break-before-make (I10)
+    # catches it at the install: a kernel fault caches the scratch translation, the
+    # allocation replaces the PTE while the entry is live. Three ops, one CPU. (On x86 the real
+    # flush_tlb_before_set is itself a no-op (R17), so the variant is the real code there and
+    # a second access reads scratch through the stale entry, I9, with or without it.)
+    "I10_no_flush_before_set_arm64": Case(
+        replaced("flush_tlb_before_set", inv.no_flush),
+        arena_session,
+        "arm64",
+        "fixed",
+        inv.SCRATCH_THEN_ALLOC,
+        "I10 valid PTE installed while cpu0's TLB still holds the old entry in arena.alloc at "
+        "apply_range_set_cb (arm64, fixed)",
+        (3, 1, 0, 0),
+        [CREATE, KACCESS, ALLOC],
+    ),
+    # The clear callback never clears: a REAL slot and its free. Three ops.
+    "I11_clear_cb_only_reads": Case(
+        replaced("apply_range_clear_cb", inv.clear_cb_only_reads),
+        arena_session,
+        "x86",
+        "fixed",
+        [inv.CREATE, inv.alloc(3, page_cnt=2), inv.free(3, page_cnt=2)],
+        "I11 slot REAL but FREE after a completed free in arena.free (x86, fixed)",
+        (3, 1, 0, 0),
+        [CREATE, ALLOC, FREE],
+    ),
+    # First fit instead of best fit: one taken page that leaves a longer free range before a
+    # shorter one, then a best-fit allocation. Three ops.
+    "I12_first_fit": Case(
+        replaced("range_tree_find", inv.first_fit),
+        arena_session,
+        "x86",
+        "fixed",
+        inv.HOLES,
+        "I12 best fit disagrees with the reference in arena.alloc (x86, fixed)",
+        (3, 1, 0, 0),
+        [CREATE, ALLOC, ALLOC],
+    ),
+    # The clear callback drops the page without uncharging: a REAL slot and its free.
+    "I13_clear_cb_drops_page": Case(
+        replaced("apply_range_clear_cb", inv.clear_cb_drops_page),
+        arena_session,
+        "x86",
+        "fixed",
+        [inv.CREATE, inv.alloc(3), inv.free(3)],
+        "I13 nr_pages differs from the number of REAL ptes in arena.free (x86, fixed)",
+        (3, 1, 0, 0),
+        [CREATE, ALLOC, FREE],
+    ),
+}
+
+
+def generated_test(bundle: Path) -> ModuleType:
+    path = bundle / regression_test_name(bundle.name)
+    spec = importlib.util.spec_from_file_location(f"generated_{bundle.name.replace('-', '_')}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_pipeline_reports_each_variant_once_minimized_with_a_failing_test(name: str, tmp_path: Path) -> None:
+    case = CASES[name]
+    buggy = case.buggy()
+    found = fuzz(buggy, case.arch, case.revision, runs=case.runs, seed=1, trigger=case.trigger)
+    exact = [p for p in found if signature(buggy, p).title == case.title]  # type: ignore[union-attr]
+    assert len(exact) >= 2, "the campaign finds the bug more than once, so dedup has work to do"
+
+    result = triage(buggy, found, tmp_path, now=NOW)
+
+    store = BugStore.load(tmp_path)
+    [bug] = [b for b in store.bugs if b.title == case.title]
+    assert bug.count >= len(exact) and bug.first_seen == bug.last_seen == NOW
+    assert sum(b.count for b in store.bugs) == len(found), "every finding is counted in exactly one bug"
+    [entry] = [t for t in result.bugs if t.bug.slug == bug.slug]
+    assert entry.new and entry.minimized is not None and entry.minimized.complete
+    assert entry.minimized.size.shape == case.shape, entry.minimized.program.dumps()
+    repro = load(tmp_path / bug.slug / "repro.json")
+    assert [oc.op for oc in repro.ops] == case.ops
+    assert signature(buggy, repro).title == case.title  # type: ignore[union-attr]
+
+    test = generated_test(tmp_path / bug.slug)
+    with pytest.raises(AssertionError, match="still reproduces"):
+        test.check(buggy)
+    test.check(case.real())
