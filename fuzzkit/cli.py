@@ -118,6 +118,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_ARG", help=argparse.SUPPRESS)
 
     p = sub.add_parser(
+        "minimize",
+        parents=[common],
+        help="shrink a program to the smallest that still gives the same finding title",
+        description="Drop ops and CPUs, remove preemptions and injected failures, and move "
+        "arguments toward their defaults, keeping a change only when replay gives the same "
+        "finding title. Bounded by a replay budget; says how far it got.",
+    )
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument(
+        "-o", "--output", type=Path, help="where to write it (default FILE.min.json; never overwritten)"
+    )
+    p.add_argument("--budget", type=int, default=None, help="replays at most (default 20000)")
+
+    p = sub.add_parser(
+        "report",
+        parents=[common],
+        help="re-run every known bug and print and write the index",
+        description="Replays each bug's repro.json, records whether it still reproduces, "
+        "and writes DIR/index.md.",
+    )
+    p.add_argument("dir", nargs="?", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
+
+    p = sub.add_parser(
         "run",
         parents=[common],
         help="the default job: replay every bundled example program and summarise",
@@ -295,11 +318,36 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if not total:
         print("no findings. Run longer (--runs, --time) or on more targets (--arch all).")
         return EXIT_CLEAN
-    rows = [[title, file] for title, file in total]
-    print(
-        tabulate(rows, headers=["finding", "program (replay with: fuzzkit replay FILE)"], tablefmt="simple")
-    )
+    from fuzzkit.triage import triage
+
+    print(f"triage: deduplicating and minimizing {len(total)} finding(s)...", flush=True)
+    triaged = triage(session, [(file, load(Path(file))) for _, file in total], args.reports)
+    rows = [
+        [t.bug.title, "new" if t.new else "known", t.occurrences, t.bundle or args.reports / t.bug.slug]
+        for t in triaged.bugs
+    ]
+    print(tabulate(rows, headers=["bug", "", "seen", "report"], tablefmt="simple"))
+    print(f"\nindex: {args.reports / 'index.md'}; regression tests: pytest {args.reports}/*/test_*.py")
     return EXIT_FINDING
+
+
+def cmd_minimize(args: argparse.Namespace) -> int:
+    from fuzzkit.triage import DEFAULT_BUDGET, minimize_file
+
+    out = args.output or args.file.with_name(args.file.name.removesuffix(".json") + ".min.json")
+    result = minimize_file(Session(_registry(args)), args.file, out, budget=args.budget or DEFAULT_BUDGET)
+    print(result.summary())
+    print(f"written: {out}")
+    return EXIT_CLEAN
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from fuzzkit.triage import recheck, render_index
+
+    store = recheck(Session(_registry(args)), args.dir)
+    print(render_index(store, "simple"))
+    print(f"\nwritten: {args.dir / 'index.md'}")
+    return EXIT_CLEAN
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -372,6 +420,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 + (f" (ratio {engines['ratio']:.1f}x)" if "ratio" in engines else ""),
                 flush=True,
             )
+    if not args.no_engines:
+        from fuzzkit.triage import minimize_figure
+
+        fig_min, _ = minimize_figure(session, arch, "merged")
+        engines["minimize_seconds"] = fig_min.seconds
+        if not args.json:
+            print(fig_min, flush=True)
     mem = []
     for path in sorted(BENCH_PROGRAMS.glob("*.json")):
         fig_m = memory(session, path)
@@ -396,6 +451,8 @@ COMMANDS = {
     "plugins": cmd_plugins,
     "replay": cmd_replay,
     "fuzz": cmd_fuzz,
+    "minimize": cmd_minimize,
+    "report": cmd_report,
     "run": cmd_run,
     "bench": cmd_bench,
 }

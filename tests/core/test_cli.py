@@ -122,3 +122,25 @@ def test_bench_json_reports_steps_per_second(capsys: pytest.CaptureFixture[str])
 
 def test_examples_dir_is_inside_the_checkout() -> None:
     assert EXAMPLES == ROOT / "corpora" / "examples"
+
+
+def test_minimize_writes_beside_the_file_and_never_overwrites(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "p.json"
+    src.write_text((EXAMPLES / "merged_unallocatable_slot.json").read_text())
+    assert main(["minimize", str(src), "--budget", "2000"]) == 0
+    out = tmp_path / "p.min.json"
+    assert "written" in capsys.readouterr().out and out.exists()
+    before = out.read_text()
+    assert main(["minimize", str(src)]) == 2
+    assert "never overwrites" in capsys.readouterr().err and out.read_text() == before
+
+
+def test_minimize_and_report_refuse_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"fuzzkit": "program", "schema": 9}')
+    assert main(["minimize", str(bad)]) == 2
+    assert "schema: version 9" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "none")]) == 2
+    assert "not a reports folder" in capsys.readouterr().err
