@@ -284,6 +284,13 @@ def arena_free_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: i
     uaddr = (uaddr & 0xFFFFFFFF) & ~(PAGE_SIZE - 1)
     full_uaddr = clear_lo32(arena.user_vm_start) + uaddr
     uaddr_end = min(arena.user_vm_end, full_uaddr + (page_cnt << PAGE_SHIFT))
+    # R6: the range is clamped to the user VMA at both ends. kernel/bpf/arena.c clamps only
+    # the end: an address whose low 32 bits lie below user_vm_start's then yields a pgoff
+    # past max_entries, and range_tree_set() marks offsets the arena does not have FREE,
+    # which best fit later hands out (found by I12).
+    if full_uaddr < arena.user_vm_start:
+        full_uaddr = arena.user_vm_start
+        uaddr = full_uaddr & 0xFFFFFFFF
     if full_uaddr >= uaddr_end:
         return "noop"
     page_cnt = (uaddr_end - full_uaddr) >> PAGE_SHIFT

@@ -26,7 +26,12 @@ from fuzzkit_scx.ops import OPS
 hookimpl = pluggy.HookimplMarker("fuzzkit")
 
 #: Modules whose branches are the kernel paths the atheris engine steers by.
-FUZZKIT_COVERAGE = ("fuzzkit_scx.genalloc", "fuzzkit_scx.arena_pool", "fuzzkit_scx.cmask", "fuzzkit_scx.sched")
+FUZZKIT_COVERAGE = (
+    "fuzzkit_scx.genalloc",
+    "fuzzkit_scx.arena_pool",
+    "fuzzkit_scx.cmask",
+    "fuzzkit_scx.sched",
+)
 
 #: (name, function, summary) of every primitive, by kernel file.
 PRIMITIVES: list[tuple[str, Any, str]] = [

@@ -450,3 +450,20 @@ def test_R10_reserve_lock_failure_is_ebusy(session: Session) -> None:
     r = run(session, [arena(), reserve(3, 1)], inject=[("arena_spin_lock", 1)])
     assert r.results[1] == EBUSY
     assert the_arena(r).rt.intervals() == [(0, 16)]
+
+
+def test_R6_free_below_user_vm_start_is_clamped_to_the_vma(session: Session) -> None:
+    # An mmap-placed arena's user_vm_start has non-zero low 32 bits, so a page offset that
+    # wraps those bits (pgoff 892416 here) lands below it. R6 clamps the range to the VMA:
+    # nothing past max_entries may become FREE, or best fit would hand it out (I12).
+    ops = [
+        ("arena.create", {"user_vm_start": "mmap"}),
+        ("arena.mmap", {"arena": 0}),
+        ("arena.free", {"arena": 0, "pgoff": 892416}),
+        ("arena.alloc", {"arena": 0}),
+    ]
+    r = run(session, ops)
+    assert r.finding is None
+    a = r.machine.handles["arena"][0]
+    assert all(end <= a.max_entries for _, end in a.rt.intervals())
+    assert r.results[3] == a.user_vm_start
