@@ -41,6 +41,7 @@ from fuzzkit.machine.core import (
 )
 from fuzzkit.plugins import hookimpl, load_registry
 from fuzzkit.registry import DEFAULT_REVISION, REVISIONS, Kernel, Registry
+from fuzzkit.variants import replacing
 
 __version__ = "0.1.0"
 
@@ -83,4 +84,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "load_registry",
+    "replacing",
 ]

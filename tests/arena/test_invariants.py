@@ -31,6 +31,7 @@ from fuzzkit import (
     Violation,
     hookimpl,
     load_registry,
+    replacing,
 )
 from fuzzkit.cli import main as fuzzkit_main
 from fuzzkit.explore import explore
@@ -78,20 +79,8 @@ def assert_finding(
 # -- variant plugins ------------------------------------------------------------------------------
 
 
-class Replace:
-    """An in-process plugin replacing one named primitive: the design-variant mechanism."""
-
-    def __init__(self, primitive: str, fn: Callable[..., Any], reason: str) -> None:
-        self.__name__ = f"variant.{primitive}"
-        self.primitive, self.fn, self.reason = primitive, fn, reason
-
-    @hookimpl
-    def fuzzkit_replace_primitives(self, replace: Any) -> None:
-        replace(self.primitive, self.fn, reason=self.reason)
-
-
 def variant(primitive: str, fn: Callable[..., Any], reason: str) -> Session:
-    return Session(load_registry(extra=[("variant", Replace(primitive, fn, reason))]))
+    return Session(load_registry(extra=[replacing(reason=reason, **{primitive: fn})]))
 
 
 class ExtraArch:

@@ -3,7 +3,7 @@ variant plugins, schedules found from the trace, and reading arena memory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 from fuzzkit_arena.arena import Arena
@@ -11,7 +11,7 @@ from fuzzkit_scx.sched import ScxSched
 from fuzzkit_struct_ops.struct_ops import StructOpsMap
 from helpers import Op, run
 
-from fuzzkit import PAGE_SHIFT, RunResult, hookimpl, load_registry
+from fuzzkit import PAGE_SHIFT, RunResult, load_registry, replacing
 from fuzzkit.runner import Session
 
 #: An arena of 16 pages at a fixed, 4 GiB aligned user_vm_start, a map whose set_cmask
@@ -49,15 +49,6 @@ def kword(r: RunResult, kaddr: int) -> int:
     return page.data.get((kaddr & 0xFFF) >> 3, 0) if page is not None else 0
 
 
-def drive(gen: Generator[str, None, Any]) -> Any:
-    """Run a primitive's steps to completion outside the scheduler."""
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-
-
 def preempted(
     session: Session, ops: list[Op], *, call: int, after: str, nth: int = 1, to: int, **kw: Any
 ) -> RunResult:
@@ -69,18 +60,5 @@ def preempted(
     return run(session, ops, trace=True, switches=[(steps[nth - 1] + 1, to)], **kw)
 
 
-class Replace:
-    """An in-process plugin replacing named primitives: the design-variant mechanism."""
-
-    def __init__(self, reason: str, **fns: Callable[..., Any]) -> None:
-        self.__name__ = "variant." + ".".join(fns)
-        self.fns, self.reason = fns, reason
-
-    @hookimpl
-    def fuzzkit_replace_primitives(self, replace: Any) -> None:
-        for name, fn in self.fns.items():
-            replace(name, fn, reason=self.reason)
-
-
 def variant(reason: str, **fns: Callable[..., Any]) -> Session:
-    return Session(load_registry(extra=[("variant", Replace(reason, **fns))]))
+    return Session(load_registry(extra=[replacing(reason=reason, **fns)]))

@@ -8,10 +8,10 @@ import pytest
 from fuzzkit_scx import genalloc
 from fuzzkit_scx.arena_pool import SCX_ARENA_MIN_ORDER
 from fuzzkit_scx.genalloc import GenPool, KernelBug, bitmap_find_next_zero_area, set_bit_ranges
-from helpers import ARCHES, Op, program, run, slot_state
+from helpers import ARCHES, Op, drive, program, run, slot_state
 from hypothesis import given
 from hypothesis import strategies as st
-from scx_helpers import REG, alloc, drive, preempted, the_arena, the_sched
+from scx_helpers import REG, alloc, preempted, the_arena, the_sched
 
 from fuzzkit import PAGE_SIZE, Machine
 from fuzzkit.explore import explore

@@ -13,7 +13,7 @@ from typing import Any
 
 from helpers import Op, program
 
-from fuzzkit import Machine, RandomChoices, hookimpl, load_registry
+from fuzzkit import Machine, RandomChoices, hookimpl, load_registry, replacing
 from fuzzkit.generate import random_program
 from fuzzkit.machine.arch import Arch
 from fuzzkit.program import OpCall, Program
@@ -35,18 +35,6 @@ FIRES_IN_FREE = [(10, 1)]
 FIRES_IN_ALLOC = [(12, 1), (15, 0), (16, 1)]
 
 
-class Replace:
-    """An in-process plugin replacing one named primitive (a design variant)."""
-
-    def __init__(self, primitive: str, fn: Callable[..., Any], reason: str) -> None:
-        self.__name__ = f"variant.{primitive}"
-        self.primitive, self.fn, self.reason = primitive, fn, reason
-
-    @hookimpl
-    def fuzzkit_replace_primitives(self, replace: Any) -> None:
-        replace(self.primitive, self.fn, reason=self.reason)
-
-
 class ExtraArch:
     """An in-process plugin registering an arch (a different fault-path order)."""
 
@@ -64,7 +52,7 @@ def arena_session(*extra: tuple[str, object]) -> Session:
 
 
 def variant(primitive: str, fn: Callable[..., Any], reason: str = "variant") -> Session:
-    return arena_session(("variant", Replace(primitive, fn, reason)))
+    return arena_session(replacing(reason=reason, **{primitive: fn}))
 
 
 def with_arch(cls: type[Arch]) -> Session:
