@@ -9,10 +9,10 @@ program's reference, and the last holder runs ``arena_map_free`` (R19), as in th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fuzzkit import FIXUP, PAGE_SHIFT, PAGE_SIZE, Choice, Cpu, Frame, Handle, Int, Machine, Steps
+from fuzzkit.holds import holding
 from fuzzkit_arena.arena import (
     BPF_F_MMAPABLE,
     BPF_F_NO_USER_CONV,
@@ -25,8 +25,6 @@ from fuzzkit_arena.arena import (
     BpfProg,
 )
 from fuzzkit_arena.kernel import report_arena_violation, rt_set
-
-ArenaStep = Callable[[Machine, Cpu, Arena, dict[str, Any]], Steps]
 
 FLAGS = {
     "mmapable": BPF_F_MMAPABLE,
@@ -43,25 +41,15 @@ ARENA = Handle("arena")
 FIXED_BASE = 0x7E0000000000
 
 
-def holds_arena(fn: ArenaStep) -> Callable[[Machine, Cpu, dict[str, Any]], Steps]:
-    """Resolve ``args["arena"]`` and hold a reference to it while ``fn`` runs."""
-
-    def executor(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
-        arena: Arena | None = m.handle("arena", args["arena"])
-        if arena is None or arena.dying:
-            return "no-arena"
-        arena.users += 1
-        try:
-            result = yield from fn(m, cpu, arena, args)
-        finally:
-            arena.users -= 1
-        if arena.dying and arena.users == 0 and not arena.destroyed:
-            yield from m.k.arena_map_free(m, cpu, arena)
-        return result
-
-    executor.__name__ = executor.__qualname__ = fn.__name__
-    executor.__doc__ = fn.__doc__
-    return executor
+#: Ops naming an arena hold it; the last holder of a put arena runs map_free (R19).
+holds_arena = holding(
+    "arena",
+    "arena",
+    missing="no-arena",
+    putting=lambda a: a.dying,
+    released=lambda a: a.destroyed,
+    release=lambda m, cpu, a: m.k.arena_map_free(m, cpu, a),
+)
 
 
 def op_create(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:

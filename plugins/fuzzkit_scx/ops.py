@@ -20,12 +20,11 @@ from fuzzkit_arena.ops import holds_arena
 from fuzzkit_struct_ops.struct_ops import StructOpsMap
 
 from fuzzkit import Cpu, Frame, Handle, Int, Machine, Steps
+from fuzzkit.holds import holding
 from fuzzkit_scx.arena_pool import GROWTH
 from fuzzkit_scx.cmask import CmaskCtx, Oops
 from fuzzkit_scx.genalloc import KernelBug
 from fuzzkit_scx.sched import ROOT, ScxSched, cmask_log, enable_mutex, scx_call_op_set_cmask, scx_disable
-
-SchedStep = Callable[[Machine, Cpu, ScxSched, dict[str, Any]], Steps]
 
 
 def kernel_task(steps: Steps) -> Steps:
@@ -38,28 +37,18 @@ def kernel_task(steps: Steps) -> Steps:
         return "oops"
 
 
-def holds_sched(fn: SchedStep) -> Callable[[Machine, Cpu, dict[str, Any]], Steps]:
-    """Resolve ``args["sched"]`` and hold it while ``fn`` runs; the last holder of a scheduler
-    being disabled tears it down."""
-
-    def executor(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
-        sch: ScxSched | None = m.handle("sched", args["sched"])
-        if sch is None or sch.disabling:
-            return "no-sched"
-        sch.users += 1
-        try:
-            result = yield from kernel_task(fn(m, cpu, sch, args))
-        finally:
-            sch.users -= 1
-        if sch.disabling and sch.users == 0 and not sch.dead:
-            done = yield from kernel_task(scx_disable(m, cpu, sch))
-            if done:
-                return done
-        return result
-
-    executor.__name__ = executor.__qualname__ = fn.__name__
-    executor.__doc__ = fn.__doc__
-    return executor
+#: Ops naming a scheduler hold it, each as a kernel task; the last holder of a scheduler
+#: being disabled tears it down, and a BUG or oops in the teardown is that op's result.
+holds_sched = holding(
+    "sched",
+    "sched",
+    missing="no-sched",
+    putting=lambda sch: sch.disabling,
+    released=lambda sch: sch.dead,
+    release=scx_disable,
+    task=kernel_task,
+    ends_op=bool,
+)
 
 
 def op_reg_cid(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:

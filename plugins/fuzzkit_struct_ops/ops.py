@@ -11,16 +11,14 @@ subprogram and find the *main* program, whose arena decides recovery.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fuzzkit_arena.arena import Arena, BpfProg
 from fuzzkit_arena.kernel import report_arena_violation
 
 from fuzzkit import FIXUP, PAGE_SIZE, Choice, Cpu, Frame, Handle, Int, Machine, Steps
+from fuzzkit.holds import holding
 from fuzzkit_struct_ops.struct_ops import MEMBERS, StructOpsMap, bpf_map_inc, struct_ops_map_free
-
-MapStep = Callable[[Machine, Cpu, StructOpsMap, dict[str, Any]], Steps]
 
 #: Which arena each member program uses: "A" (argument ``arena``), "B" (argument ``other``)
 #: or "-" (none); "_" and members past the list are NULL. "A,B" with ``other`` naming the
@@ -30,25 +28,15 @@ ACCESSES = ("kfunc_load", "kfunc_store", "prog_load", "prog_store")
 U32 = 0xFFFFFFFF
 
 
-def holds_map(fn: MapStep) -> Callable[[Machine, Cpu, dict[str, Any]], Steps]:
-    """Resolve ``args["map"]`` and keep the map's programs alive while ``fn`` runs."""
-
-    def executor(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
-        st_map: StructOpsMap | None = m.handle("struct_ops", args["map"])
-        if st_map is None or st_map.unloaded:
-            return "no-map"
-        st_map.users += 1
-        try:
-            result = yield from fn(m, cpu, st_map, args)
-        finally:
-            st_map.users -= 1
-        if st_map.unloaded and st_map.users == 0 and not st_map.freed:
-            yield from struct_ops_map_free(m, cpu, st_map)
-        return result
-
-    executor.__name__ = executor.__qualname__ = fn.__name__
-    executor.__doc__ = fn.__doc__
-    return executor
+#: Ops naming a map keep its programs alive; the last holder of an unloaded map frees it.
+holds_map = holding(
+    "struct_ops",
+    "map",
+    missing="no-map",
+    putting=lambda st: st.unloaded,
+    released=lambda st: st.freed,
+    release=struct_ops_map_free,
+)
 
 
 def op_load(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
