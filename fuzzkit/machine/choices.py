@@ -32,6 +32,16 @@ class ChoiceSource(Protocol):
         ...
 
 
+def cpu_or_default(runnable: Sequence[T], want: int | None, default: T) -> T:
+    """The runnable CPU numbered ``want``, or ``default`` when there is none: a recorded
+    switch to a CPU that cannot run at that step is ignored."""
+    if want is not None:
+        for cpu in runnable:
+            if cpu.id == want:  # type: ignore[attr-defined]
+                return cpu
+    return default
+
+
 class Replay:
     """Recorded choices. A switch to a CPU that cannot run at that step is ignored, so a
     minimized program whose ops changed still runs (the machine records what happened)."""
@@ -43,12 +53,7 @@ class Replay:
         self.inject = frozenset(inject)
 
     def pick(self, step: int, runnable: Sequence[T], default: T) -> T:
-        want = self.switches.get(step)
-        if want is not None:
-            for cpu in runnable:
-                if cpu.id == want:  # type: ignore[attr-defined]
-                    return cpu
-        return default
+        return cpu_or_default(runnable, self.switches.get(step), default)
 
     def fire(self, point: str, nth: int) -> bool:
         return (point, nth) in self.inject

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fuzzkit.machine.choices import Replay
+from fuzzkit.machine.choices import Replay, cpu_or_default
 from fuzzkit.triage.probe import Probe
 
 T = TypeVar("T")
@@ -122,12 +122,7 @@ class Anchored:
     def pick(self, step: int, runnable: Sequence[T], default: T) -> T:
         at = pending(default)
         self._seen[at] += 1
-        want = self._switches.get((*at, self._seen[at]))
-        if want is not None:
-            for cpu in runnable:
-                if cpu.id == want:  # type: ignore[attr-defined]
-                    return cpu
-        return default
+        return cpu_or_default(runnable, self._switches.get((*at, self._seen[at])), default)
 
     def fire(self, point: str, nth: int) -> bool:
         return self._arrivals.arrive(point) in self._inject
