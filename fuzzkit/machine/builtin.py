@@ -12,7 +12,7 @@ from typing import Any
 
 import pluggy
 
-from fuzzkit.machine.arch import FIXUP, KFENCE, PAGE_SHIFT, Fault
+from fuzzkit.machine.arch import FIXUP, KFENCE, Fault
 from fuzzkit.machine.core import Cpu, Machine, Page, Steps, Violation
 
 hookimpl = pluggy.HookimplMarker("fuzzkit")
@@ -102,7 +102,6 @@ def fuzzkit_register_fault_stages(register: Any) -> None:
 @hookimpl
 def fuzzkit_register_injection_points(register: Any) -> None:
     register("alloc_page", summary="the page allocator returns no page")
-    register("mutex_trylock", summary="a trylock finds the lock contended")
     register("pte_erratum_bits", summary="hardware sets erratum bits in a cleared PTE (x86 A/D, R16)")
 
 
@@ -150,6 +149,3 @@ def fuzzkit_register_invariants(register: Any) -> None:
         "I2", "map", summary="no PTE maps a freed page; no page backs two slots", on={"pte_set": _check_map}
     )
     register("I2", "use_after_free", summary="no access reaches a freed page", on={"access": _check_access})
-
-
-__all__ = ["PAGE_SHIFT"]

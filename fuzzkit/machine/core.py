@@ -160,9 +160,8 @@ class Cpu:
     #: The lock this CPU sleeps on, if any.
     waiting: Mutex | None = None
     stack: list[Frame] = field(default_factory=list)
-    #: Fault-path nesting depth: PTE writes made here come from a fault handler.
-    in_fault: int = 0
-    #: The fault being handled (innermost), or None.
+    #: The fault being handled (innermost), or None: PTE writes made while it is set come
+    #: from a fault handler (I8, I14).
     fault: Fault | None = None
     #: How many injected failures had fired when the current op started.
     injected_at_start: int = 0
@@ -310,7 +309,7 @@ class Machine:
     def set_pte(self, cpu: Cpu, vpage: int, new: int) -> int:
         """Store ``new`` into the PTE of ``vpage`` and return the old value. Every change of
         the kernel page table goes through here (the atomics are built on it)."""
-        if cpu.in_fault and not self.has_table(vpage):
+        if cpu.fault is not None and not self.has_table(vpage):
             raise Violation("I14", f"page-table allocation in fault context at {vpage << PAGE_SHIFT:#x}")
         ptes = self.ptes
         old = ptes.get(vpage, 0)
@@ -409,7 +408,6 @@ class Machine:
 
     def fault(self, cpu: Cpu, fault: Fault) -> Steps:
         """Run the arch's kernel fault path (R14) and return its outcome."""
-        cpu.in_fault += 1
         outer, cpu.fault = cpu.fault, fault
         try:
             outcome = OOPS
@@ -420,7 +418,6 @@ class Machine:
                         outcome = result
                         break
         finally:
-            cpu.in_fault -= 1
             cpu.fault = outer
         for check in self._on_fault_done:
             check(self, cpu, fault, outcome)
@@ -437,13 +434,6 @@ class Machine:
         cpu.waiting = None
         lock.owner = cpu.id
         yield f"lock {lock.name}"
-
-    def mutex_trylock(self, cpu: Cpu, lock: Mutex, point: str = "mutex_trylock") -> bool:
-        """Take ``lock`` if free; contention can also be injected at ``point``."""
-        if lock.owner is not None or self.inject(point):
-            return False
-        lock.owner = cpu.id
-        return True
 
     def mutex_unlock(self, cpu: Cpu, lock: Mutex) -> None:
         lock.owner = None

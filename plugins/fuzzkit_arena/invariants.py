@@ -97,7 +97,7 @@ def i5_prog_access_keeps_pte(m: Machine, cpu: Cpu, vpage: int, old: int, new: in
 
 
 def i8_installer_overwrite(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
-    if cpu.in_fault and old != 0:
+    if cpu.fault is not None and old != 0:
         what = "REAL" if m.page_of(old) is not None and not m.page_of(old).shared else "non-zero"  # type: ignore[union-attr]
         raise Violation("I8", f"installer overwrote {what} pte")
 
