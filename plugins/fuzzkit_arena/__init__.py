@@ -83,16 +83,7 @@ def fuzzkit_register_ops(register: Any) -> None:
         register(op_id, executor, args=args, summary=summary, rules=rules, creates=creates, weight=weight)
 
 
-#: Ops whose completion each op_done check inspects; unlisted checks see every op.
-OP_DONE_SCOPE = {
-    "freed_range": ("arena.free",),
-    "no_tlb_after_free": ("arena.free",),
-    "room_but_no_page": ("arena.alloc",),
-    "range_tree": ("arena.alloc", "arena.free", "arena.reserve"),
-}
-
-
 @hookimpl
 def fuzzkit_register_invariants(register: Any) -> None:
-    for spec_id, name, summary, on in invariants.INVARIANTS:
-        register(spec_id, name, summary=summary, on=on, ops=OP_DONE_SCOPE.get(name))
+    for spec_id, name, summary, on, ops in invariants.INVARIANTS:
+        register(spec_id, name, summary=summary, on=on, ops=ops)

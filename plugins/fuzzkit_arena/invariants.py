@@ -312,84 +312,104 @@ def i16_room_but_no_page(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
     )
 
 
-INVARIANTS: list[tuple[str, str, str, dict[str, Any]]] = [
+#: (SPEC id, name, summary, event -> check, op ids the op_done check inspects or None for all)
+INVARIANTS: list[tuple[str, str, str, dict[str, Any], tuple[str, ...] | None]] = [
     (
         "I1",
         "scratch_lifetime",
         "the scratch page is freed once, at destroy",
         {"page_free": i1_scratch_freed_early, "op_done": i1_scratch_freed_at_destroy},
+        None,
     ),
-    ("I3", "scratch_not_user", "the scratch page is never user-mapped", {"access": i3_scratch_user_access}),
+    (
+        "I3",
+        "scratch_not_user",
+        "the scratch page is never user-mapped",
+        {"access": i3_scratch_user_access},
+        None,
+    ),
     (
         "I4",
         "scratch_placement",
         "scratch PTEs only where a kernel fault of this arena touched",
         {"pte_set": i4_scratch_placement},
+        None,
     ),
     (
         "I5",
         "prog_access_keeps_pte",
         "BPF access to EMPTY never changes the PTE",
         {"pte_set": i5_prog_access_keeps_pte},
+        None,
     ),
     (
         "I6",
         "recovery_decision",
         "a kernel fault is recovered iff SPEC's conditions hold",
         {"pte_set": i6_note_install, "fault_done": i6_recovery_decision},
+        None,
     ),
     (
         "I7",
         "report_after_install",
         "every scratch install is reported",
         {"pte_set": i7_note_install, "fault_done": i7_report_made},
+        None,
     ),
     (
         "I8",
         "installer_overwrite",
         "the installer never overwrites a non-zero PTE",
         {"pte_set": i8_installer_overwrite},
+        None,
     ),
     (
         "I8",
         "no_leak",
         "no real page is lost between install and clear",
         {"pte_set": i8_track_orphans, "page_free": i8_forget_freed, "op_done": i8_no_leak},
+        None,
     ),
     (
         "I9",
         "no_scratch_after_alloc",
         "an allocated slot never reaches scratch data",
         {"access": i9_no_scratch_after_alloc},
+        None,
     ),
     (
         "I11",
         "freed_range",
         "after a completed free no slot of it is REAL and FREE",
         {"op_done": i11_freed_range},
+        ("arena.free",),
     ),
     (
         "I12",
         "range_tree",
         "range tree matches the reference (best fit, all-or-nothing)",
         {"op_done": i12_range_tree},
+        ("arena.alloc", "arena.free", "arena.reserve"),
     ),
     (
         "I13",
         "nr_pages",
         "nr_pages equals the number of REAL PTEs",
         {"pte_set": i13_count_real, "op_done": i13_nr_pages},
+        None,
     ),
     (
         "I15",
         "no_tlb_after_free",
         "no TLB maps a freed page after free returns",
         {"op_done": i15_no_tlb_after_free},
+        ("arena.free",),
     ),
     (
         "I16",
         "room_but_no_page",
         "an allocation with room and no injected failure succeeds",
         {"op_done": i16_room_but_no_page},
+        ("arena.alloc",),
     ),
 ]
