@@ -37,7 +37,16 @@ from fuzzkit.triage.report import (
     write_bundle,
     write_index,
 )
-from fuzzkit.triage.signature import Signature, race_titles, signature, signature_of, slug, title
+from fuzzkit.triage.signature import (
+    Signature,
+    at_completion,
+    completion_title,
+    race_titles,
+    signature,
+    signature_of,
+    slug,
+    title,
+)
 from fuzzkit.triage.size import PassStats, ProgramSize, program_size
 from fuzzkit.triage.store import STATUSES, Bug, BugStore
 
@@ -58,6 +67,8 @@ __all__ = [
     "TriageError",
     "TriageResult",
     "Triaged",
+    "at_completion",
+    "completion_title",
     "minimize",
     "minimize_figure",
     "minimize_file",

@@ -10,9 +10,14 @@ op looks necessary. So the minimizer re-expresses them relative to the ops they 
   ``call``, run ``cpu`` instead" (the preempted op's progress, which is what a race is made of);
 * an injection becomes "the ``k``-th arrival at ``point`` during call ``call`` fails".
 
+When an op is removed, the switches anchored in it are either dropped or carried to where it
+was, the start of the next op on its CPU (:meth:`Anchors.carried`): the preemption may have
+been the op's own race, or the op may only have hosted it.
+
 :class:`Recording` replays a program as recorded and collects its :class:`Anchors`;
-:class:`Anchored` replays anchors on an edited program. Either is a
-:class:`~fuzzkit.machine.choices.ChoiceSource`; both need a watched run of a
+:class:`Anchored` replays anchors on an edited program, and :class:`Surveyed` also notes
+every choice the scheduler offered, where the minimizer may try a new switch. Each is a
+:class:`~fuzzkit.machine.choices.ChoiceSource`; all need a watched run of a
 :class:`~fuzzkit.triage.probe.Probe` to know which call an injection arrives in. What a run
 under :class:`Anchored` actually did is recorded by the machine as ordinary global switches
 and injections, which is what the minimized program keeps.
@@ -34,6 +39,10 @@ T = TypeVar("T")
 Switch = tuple[int, int, int, int]
 #: (call, injection point, arrival at that point within the call)
 Injection = tuple[int, str, int]
+#: A choice the scheduler offered: the (call, step within the call, occurrence) pending on
+#: the default CPU, as a :data:`Switch` is anchored, then the default CPU and every CPU that
+#: could run (the default among them).
+ChoicePoint = tuple[int, int, int, int, tuple[int, ...]]
 
 
 def pending(cpu: Any) -> tuple[int, int]:
@@ -60,10 +69,50 @@ class Anchors:
             tuple((calls[c], point, k) for c, point, k in self.inject if c in calls),
         )
 
+    def switched(self, call: int, local: int, nth: int, cpu: int) -> Anchors:
+        """These anchors with the choice at (``call``, ``local``, ``nth``) running ``cpu``,
+        replacing whatever switch was anchored there."""
+        kept = tuple(s for s in self.switches if s[:3] != (call, local, nth))
+        return Anchors((*kept, (call, local, nth, cpu)), self.inject)
+
     def without_calls(self, removed: set[int], n_calls: int) -> tuple[Anchors, dict[int, int]]:
         kept = [i for i in range(n_calls) if i not in removed]
         calls = {old: new for new, old in enumerate(kept)}
         return self.remap(calls), calls
+
+    def carried(self, removed: set[int], cpu_of: Sequence[int]) -> Anchors:
+        """Anchors for the program without calls ``removed`` (``cpu_of[i]`` is call ``i``'s
+        CPU) where a removed call's switches are not dropped but moved to where the call
+        was: the start of the next kept call on its CPU, which is what that CPU has pending
+        there now. A preemption that an op only *hosted* (any step of it would do, it is
+        the other CPU's progress that matters) then survives the op's removal, instead of
+        the op looking necessary. The moved switches come first among that call start's
+        occurrences, in the order they were made, and the call's own switches there count
+        on after them. None of the removed calls' switches moves when its CPU has no call
+        left after it: that CPU is finished there."""
+        calls = {old: new for new, old in enumerate(i for i in range(len(cpu_of)) if i not in removed)}
+        next_kept: dict[int, int] = {}
+        following: dict[int, int | None] = {}
+        for i in reversed(range(len(cpu_of))):
+            following[i] = next_kept.get(cpu_of[i])
+            if i not in removed:
+                next_kept[cpu_of[i]] = i
+        moved: dict[int, list[int]] = {}
+        for c, _, _, cpu in sorted(self.switches):
+            target = following[c] if c in removed else None
+            if target is not None:
+                moved.setdefault(target, []).append(cpu)
+        switches = [
+            (calls[target], 1, nth, cpu)
+            for target, cpus in moved.items()
+            for nth, cpu in enumerate(cpus, start=1)
+        ]
+        for c, local, nth, cpu in self.switches:
+            if c not in removed:
+                shift = len(moved.get(c, ())) if local == 1 else 0
+                switches.append((calls[c], local, nth + shift, cpu))
+        inject = tuple((calls[c], point, k) for c, point, k in self.inject if c in calls)
+        return Anchors(tuple(switches), inject)
 
 
 class _Arrivals:
@@ -126,3 +175,19 @@ class Anchored:
 
     def fire(self, point: str, nth: int) -> bool:
         return self._arrivals.arrive(point) in self._inject
+
+
+class Surveyed(Anchored):
+    """:class:`Anchored`, noting every choice the scheduler offers as a :data:`ChoicePoint`:
+    where else a switch could have gone in this run."""
+
+    def __init__(self, probe: Probe, anchors: Anchors) -> None:
+        super().__init__(probe, anchors)
+        self.points: list[ChoicePoint] = []
+
+    def pick(self, step: int, runnable: Sequence[T], default: T) -> T:
+        choice = super().pick(step, runnable, default)
+        at = pending(default)
+        ids = tuple(c.id for c in runnable)  # type: ignore[attr-defined]
+        self.points.append((*at, self._seen[at], default.id, ids))  # type: ignore[attr-defined]
+        return choice

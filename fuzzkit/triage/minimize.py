@@ -17,7 +17,9 @@ preemption that makes the race. Passes, repeated until none shrinks the program:
 
 ``ops``         ops that never ran in one go, then delta debugging over the op list (chunks,
                 halving down to single ops); when a removed op created an object, handle
-                arguments of later ops are first tried renumbered (object 3 becomes 2);
+                arguments of later ops are first tried renumbered (object 3 becomes 2); when
+                a removed op was preempted, its switches are then tried moved to where it
+                was (the start of the next op on its CPU) rather than dropped;
 ``cpus``        drop unused CPUs; move all ops of one CPU onto another, in the order they ran;
 ``schedule``    delta debugging over the switches (toward fewer preemptions);
 ``inject``      delta debugging over the injected failures, then an earlier arrival failing;
@@ -25,12 +27,21 @@ preemption that makes the race. Passes, repeated until none shrinks the program:
                 arguments sharing one value (an offset one op scratches and another reads
                 back) together.
 
-When all of those are stuck, three wider moves, each trying one argument over its first
-``window`` values: ``substitute`` replaces an op by one earlier in the op table (arguments
-carried over); ``drop+arg`` drops an op, for bugs that need a different value once an op is
-gone (one allocation at a higher offset instead of two that fragment the range tree); and
-``default+arg`` sets another argument to its default, for values that only work together (an
-arena size and an offset in it).
+When all of those are stuck, wider moves. ``reschedule`` searches the schedule afresh instead
+of editing it: the default schedule, then one switch at each choice point the scheduler
+offers (at most ``MAX_CHOICE_POINTS`` of them), then the current switches and one more. It
+does so for the best as it is (switches that only work together, which the ``schedule``
+pass cannot drop one at a time), for the best without each op in turn (an op that stood in
+for a preemption: it let the other CPU get just far enough ahead, so the op goes and a switch
+takes its place) and for two ops on different CPUs trading places (a race whose default order
+needs one preemption more than the mirrored order). Only schedules with few enough switches
+to give a smaller program are tried, so the search is cheap once the program is small.
+Then three moves each trying one argument over its first ``window`` values: ``substitute``
+replaces an op by one earlier in the op table (arguments carried over); ``drop+arg`` drops
+an op, for bugs that need a different value once an op is gone (one allocation at a higher
+offset instead of two that fragment the range tree); and ``default+arg`` sets another
+argument to its default, for values that only work together (an arena size and an offset in
+it).
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def triage(
             signed.append((sig, size, program))
     # A bug is named after its first occurrence, so the plainest go first: those with no
     # other op in flight (the race titles point at them), then the smallest programs.
-    signed.sort(key=lambda s: (bool(s[0].alt_titles), s[1]))
+    signed.sort(key=lambda s: (bool(s[0].in_flight), s[1]))
     with BugStore.update(reports) as store:
         for sig, _, program in signed:
             bug = store.find(sig)

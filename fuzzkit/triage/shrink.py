@@ -15,12 +15,16 @@ from typing import Any
 from fuzzkit.domains import Domain, Handle
 from fuzzkit.program import OpCall, Program
 from fuzzkit.runner import Session
-from fuzzkit.triage.anchors import Anchored, Anchors, Recording
+from fuzzkit.triage.anchors import Anchored, Anchors, ChoicePoint, Recording, Surveyed
 from fuzzkit.triage.probe import ProbeRun, Replayer
 from fuzzkit.triage.signature import signature_of
 from fuzzkit.triage.size import PassStats, ProgramSize, program_size
 
 Candidate = tuple[Program, Anchors]
+
+#: Choice points of one run a rescheduling move tries a switch at, at most: a bound on the
+#: move's replays for long interleaved programs (it runs when the program is small).
+MAX_CHOICE_POINTS = 256
 
 
 class OutOfBudget(Exception):
@@ -94,12 +98,17 @@ class Shrinker:
     def edit(self, **changes: Any) -> Candidate:
         return dataclasses.replace(self.best, **changes), self.anchors
 
-    def without_ops(self, removed: set[int]) -> Candidate:
-        anchors, _ = self.anchors.without_calls(removed, len(self.best.ops))
+    def without_ops(self, removed: set[int], *, carry: bool = False) -> Candidate:
+        """The best without ops ``removed``; their switches are dropped, or with ``carry``
+        moved to where the ops were (:meth:`Anchors.carried`)."""
+        if carry:
+            anchors = self.anchors.carried(removed, [oc.cpu for oc in self.best.ops])
+        else:
+            anchors, _ = self.anchors.without_calls(removed, len(self.best.ops))
         ops = [oc for i, oc in enumerate(self.best.ops) if i not in removed]
         return dataclasses.replace(self.best, ops=ops), anchors
 
-    def without_ops_renumbered(self, removed: set[int]) -> Candidate | None:
+    def without_ops_renumbered(self, removed: set[int], *, carry: bool = False) -> Candidate | None:
         """:meth:`without_ops`, with handle arguments renumbered as if the removed creators
         had never run: a handle names the n-th object of its kind created in the run, so
         removing the creator of object 1 makes object 3 object 2. Creation order is taken to
@@ -115,7 +124,7 @@ class Shrinker:
                 made[kind] = made.get(kind, 0) + 1
         if not gone:
             return None
-        program, anchors = self.without_ops(removed)
+        program, anchors = self.without_ops(removed, carry=carry)
         ops = []
         for oc in program.ops:
             args = dict(oc.args)
@@ -126,10 +135,17 @@ class Shrinker:
         return dataclasses.replace(program, ops=ops), anchors
 
     def try_without_ops(self, stage: str, removed: set[int]) -> bool:
-        renumbered = self.without_ops_renumbered(removed)
-        if renumbered is not None and self.attempt(stage, renumbered):
-            return True
-        return self.attempt(stage, self.without_ops(removed))
+        """Without ops ``removed``: handles renumbered first (when one of them created
+        something), then as they are; each with the removed ops' switches dropped, then,
+        when they had any, carried to where the ops were."""
+        hosted = any(c in removed for c, *_ in self.anchors.switches)
+        for carry in (False, True) if hosted else (False,):
+            renumbered = self.without_ops_renumbered(removed, carry=carry)
+            if renumbered is not None and self.attempt(stage, renumbered):
+                return True
+            if self.attempt(stage, self.without_ops(removed, carry=carry)):
+                return True
+        return False
 
     @staticmethod
     def set_arg(candidate: Candidate, op: int, name: str, value: Any) -> Candidate:
@@ -336,6 +352,75 @@ class Shrinker:
                                 return True
         return False
 
+    def pass_reschedule(self) -> bool:
+        """The schedule searched afresh rather than edited (:meth:`reschedule`), for the
+        best as it is and for edits that only work under another schedule: an op dropped,
+        for an op that stood in for a preemption (it let the other CPU get just far enough
+        ahead); and two ops on different CPUs trading places, for a race whose default
+        order needs one preemption more than the mirrored one. Switch by switch, the
+        ``schedule`` pass cannot leave a schedule whose switches only work together (one
+        hands the CPU over, the next takes it back before anything ran)."""
+        if len(self.best.switches) > 1 and self.reschedule(self.best, self.anchors):
+            return True
+        n = len(self.best.ops)
+        for drop in range(n - 1, -1, -1):
+            removed = {drop}
+            program, _ = self.without_ops_renumbered(removed) or self.without_ops(removed)
+            if self.reschedule(program, self.anchors.carried(removed, [oc.cpu for oc in self.best.ops])):
+                return True
+        for i in range(n):
+            for j in range(i + 1, n):
+                a, b = self.best.ops[i], self.best.ops[j]
+                if a.cpu != b.cpu:
+                    ops = list(self.best.ops)
+                    ops[i], ops[j] = dataclasses.replace(a, cpu=b.cpu), dataclasses.replace(b, cpu=a.cpu)
+                    if self.reschedule(dataclasses.replace(self.best, ops=ops), self.anchors):
+                        return True
+        return False
+
+    def reschedule(self, program: Program, anchors: Anchors) -> bool:
+        """Try ``program`` (its injections anchored as in ``anchors``) under the default
+        schedule, then with one switch at each choice point of the default run, then with
+        ``anchors``' switches and one more at each choice point of that run. Only schedules
+        with few enough switches to make a smaller program are tried, and none on one CPU."""
+        size = self.size(program)
+        if program.cpus < 2 or (size.ops, size.cpus) > (self.best_size.ops, self.best_size.cpus):
+            return False
+        # With as many ops and CPUs as the best, only fewer switches make it smaller.
+        limit = self.best_size.switches if (size.ops, size.cpus) == self.best_size.shape[:2] else None
+
+        def fits(switches: int) -> bool:
+            return limit is None or switches < limit
+
+        plain = Anchors((), anchors.inject)
+        if not fits(0):
+            return False
+        if self.attempt("reschedule", (program, plain)):
+            return True
+        bases = [plain] if fits(1) else []
+        if anchors.switches and fits(len(anchors.switches) + 1):
+            bases.append(anchors)
+        for base in bases:
+            for call, local, nth, default, runnable in self.choice_points(program, base):
+                for cpu in runnable:
+                    if cpu != default and self.attempt(
+                        "reschedule", (program, base.switched(call, local, nth, cpu))
+                    ):
+                        return True
+        return False
+
+    def choice_points(self, program: Program, anchors: Anchors) -> list[ChoicePoint]:
+        """The first :data:`MAX_CHOICE_POINTS` choices the scheduler offers when ``program``
+        runs under ``anchors`` (one replay, counted against the budget)."""
+        if self.replayer.replays >= self.budget:
+            raise OutOfBudget
+        try:
+            survey = Surveyed(self.replayer.probe(program), anchors)
+            self.replayer.run(program, choices=survey, watch=True)
+        except ValueError:
+            return []
+        return survey.points[:MAX_CHOICE_POINTS]
+
     def run(self) -> bool:
         """Shrink to a fixpoint; False when the budget ran out first."""
         cheap = (
@@ -350,7 +435,12 @@ class Shrinker:
             while True:
                 if any([p() for p in cheap]):
                     continue
-                if not (self.pass_substitute() or self.pass_drop_and_set() or self.pass_default_and_set()):
+                if not (
+                    self.pass_reschedule()
+                    or self.pass_substitute()
+                    or self.pass_drop_and_set()
+                    or self.pass_default_and_set()
+                ):
                     return True
         except OutOfBudget:
             return False

@@ -20,6 +20,24 @@ work), and the same race fires in B when the schedule is mirrored. Such a findin
 alternative titles per op B in flight: the title as if it had fired in B,
 ``<SPEC id> <what broke> in B (<arch>, <revision>)``, and the race title
 ``<SPEC id> <what broke> in A vs B (<arch>, <revision>)`` with A and B in sorted order.
+
+A check run when an op completes (an ``op_done`` check) names the op that happened to finish
+when the broken state was first noticed, which need not be the op that broke it: a free that
+forgets to uncharge a page is caught at the free's own completion, or, when another CPU held
+the arena lock just then (the check backs off from half-done bookkeeping), at the completion
+of that CPU's allocation, with nothing left in flight to link the two. Such a finding gets
+the op-agnostic alternative title ``<SPEC id> <what broke> on op completion (<arch>,
+<revision>)``, shared by every op's completion, so the same broken state merges into one bug
+whichever op finished first. This is the syzkaller habit again: a crash is titled after
+where in the kernel it fired, never after the syscall that was running, and for a check at
+op completion the op is the closest thing to a syscall. The price: two different bugs that
+break one invariant with one message, both caught at op completion, count as one bug (the
+title keeps the op of its first, plainest occurrence, see :mod:`fuzzkit.triage.pipeline`).
+The other way, an op-agnostic *title*, would rename every such bug (and its slug, so bugs
+recorded before would stop matching) and drop the op a reader starts from. Whether a
+finding came from such a check is read off the run (:func:`at_completion`), without help
+from the core.
+
 Findings sharing a title or an alternative title are one bug (:mod:`fuzzkit.triage.store`).
 """
 
@@ -29,7 +47,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from fuzzkit.machine.core import Finding, Machine
+from fuzzkit.machine.core import Finding, Machine, RunResult
 from fuzzkit.program import Program
 from fuzzkit.runner import Session
 from fuzzkit.triage.probe import ProbeRun, Replayer
@@ -45,6 +63,10 @@ class Signature:
     finding: Finding
     #: The primitive the violation was attributed to, or None (see module docstring).
     primitive: str | None
+    #: Ops other CPUs were in the middle of when it fired, sorted (none: a plain occurrence).
+    in_flight: tuple[str, ...] = ()
+    #: True when a check run as the finding's op completed fired (see :func:`at_completion`).
+    at_completion: bool = False
 
     @property
     def titles(self) -> frozenset[str]:
@@ -64,20 +86,41 @@ def slug(title: str) -> str:
     return f"{words[:60].rstrip('-')}-{digest}"
 
 
+def completion_title(finding: Finding) -> str:
+    """The title of ``finding`` as if no op had been named: what every op's completion shares."""
+    return f"{finding.spec_id} {finding.message} on op completion ({finding.arch}, {finding.revision})"
+
+
+def at_completion(result: RunResult) -> bool:
+    """Whether the finding of ``result`` came from a check run as its op completed. The
+    machine records an op's result before it runs the op's completion checks, and nothing
+    else records a result for an op that is still running: a violation raised in the op's
+    own code, in a check of a step inside it, or by the scheduler (step budget, deadlock)
+    leaves its op without a result."""
+    f = result.finding
+    return f is not None and f.call in result.results
+
+
+def in_flight(finding: Finding, machine: Machine) -> tuple[str, ...]:
+    """The ops other CPUs were in the middle of when ``finding`` fired, sorted."""
+    return tuple(
+        sorted(
+            {
+                c.call.spec.id
+                for c in machine.cpus
+                if c.id != finding.cpu and c.gen is not None and c.call is not None
+            }
+        )
+    )
+
+
 def race_titles(finding: Finding, machine: Machine) -> tuple[str, ...]:
     """Alternative titles from the ops other CPUs were in the middle of when the invariant
     fired: for each such op B, the title as if it had fired in B, and the race title of the
     finding's op and B."""
-    others = sorted(
-        {
-            c.call.spec.id
-            for c in machine.cpus
-            if c.id != finding.cpu and c.gen is not None and c.call is not None
-        }
-    )
     config = f"({finding.arch}, {finding.revision})"
     titles = set()
-    for other in others:
+    for other in in_flight(finding, machine):
         titles.add(f"{finding.spec_id} {finding.message} in {other} {config}")
         titles.add(
             f"{finding.spec_id} {finding.message} in {' vs '.join(sorted((finding.op, other)))} {config}"
@@ -89,8 +132,18 @@ def signature_of(run: ProbeRun) -> Signature | None:
     finding = run.result.finding
     if finding is None:
         return None
+    machine = run.result.machine
+    done = at_completion(run.result)
+    alt = set(race_titles(finding, machine))
+    if done:
+        alt.add(completion_title(finding))
     return Signature(
-        title(finding, run.primitive), race_titles(finding, run.result.machine), finding, run.primitive
+        title(finding, run.primitive),
+        tuple(sorted(alt)),
+        finding,
+        run.primitive,
+        in_flight(finding, machine),
+        done,
     )
 
 

@@ -1,7 +1,8 @@
 """The dedup store: one record per distinct bug, persisted as ``<reports>/bugs.json``.
 
 A finding belongs to a recorded bug when its title or one of its alternative titles equals
-the bug's title or one of the bug's alternative titles (see :mod:`fuzzkit.triage.signature`).
+the bug's title or one of the bug's alternative titles (see :mod:`fuzzkit.triage.signature`:
+races seen from either side, and a check at op completion seen at any op's completion).
 Each record counts occurrences and keeps when the bug was first and last seen, how big the
 program that first showed it was, how far minimization got, and the bug's status:
 

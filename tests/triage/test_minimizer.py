@@ -9,16 +9,21 @@ from pathlib import Path
 
 import pytest
 from arena import test_invariants as inv
-from helpers import program
+from helpers import Op, program
+from scx import test_scx_variants as scxv
+from scx_helpers import REG
+from scx_helpers import alloc as scx_alloc
 from triage_helpers import arena_session, variant
 
 from fuzzkit.errors import FuzzkitError, ProgramError
 from fuzzkit.program import Program, save
 from fuzzkit.runner import Session
 from fuzzkit.triage import TriageError, minimize, minimize_file, signature
+from fuzzkit.triage.anchors import Anchors
 from fuzzkit.triage.bench import minimize_figure, noisy_finding
 
 MERGED_TITLE = "I16 best-fit allocation failed while free space exists in arena.alloc (x86, merged)"
+RETRY_TITLE = "I16 scx_arena_alloc failed although the arena had room in scx.alloc (x86, fixed)"
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +87,75 @@ def test_minimizer_keeps_the_one_preemption_a_race_needs() -> None:
         (1, "arena.alloc"),
     ]
     assert len(m.program.switches) == 1 and m.program.inject == [] and m.program.cpus == 2
+
+
+def test_minimizer_searches_the_schedule_afresh_when_switches_only_work_together() -> None:
+    # cpu1's allocation takes its first step while cpu0 creates the arena and hands the CPU
+    # straight back; the race itself is the third switch, after the installer's read. Each
+    # switch alone is needed by the other two, so dropping them one at a time gets nowhere;
+    # a single switch after the read, searched from the default schedule, does it.
+    s = variant("apply_range_set_scratch_cb", inv.install_with_plain_store)
+    lead = [(2, 1), (3, 0)]
+    plain = s.run(program(inv.INSTALL_VS_ALLOC, cpus=2, switches=lead), trace=True)
+    after_read = next(
+        t.step for t in plain.trace or [] if t.op == "arena.kernel_access" and t.label == "ptep_get"
+    )
+    prog = program(inv.INSTALL_VS_ALLOC, cpus=2, switches=[*lead, (after_read + 1, 1)])
+    title = signature(s, prog).title  # type: ignore[union-attr]
+    assert title.startswith("I8 installer overwrote REAL pte")
+    m = minimize(s, prog)
+    assert m.size.shape == (3, 2, 1, 0) and m.signature.title == title
+    assert any(p.name == "reschedule" and p.kept for p in m.passes)
+
+
+def test_minimizer_trades_an_op_standing_in_for_a_preemption_for_a_switch() -> None:
+    # The scx single-retry race (R25) with an arena allocation on cpu1 doing a switch's job:
+    # cpu0 is preempted just before registration returns, cpu1 runs the arena allocation,
+    # and cpu0 takes over again when cpu1 is about to start its scx.alloc. Without the arena
+    # allocation that first switch would start cpu1's scx.alloc before the scheduler exists.
+    # The minimizer once stopped here at 6 ops, 2 CPUs, 3 switches; dropping the op and
+    # searching schedules reaches the race's own size: 5 ops, 2 CPUs, 1 switch.
+    s = scxv.single_retry()
+    ops: list[Op] = [*REG, scx_alloc(16 * 1024), (1, "arena.alloc", {"arena": 0}), scx_alloc(32, cpu=1)]
+
+    def step_after(switches: list[tuple[int, int]], cpu: int, op: str, label: str) -> int:
+        r = s.run(program(ops, cpus=2, switches=switches), trace=True)
+        return next(t.step for t in r.trace or [] if (t.cpu, t.op, t.label) == (cpu, op, label)) + 1
+
+    before_return = step_after([], 0, "scx.reg_cid", "done") - 1
+    handed_back = step_after([(before_return, 1)], 1, "arena.alloc", "done")
+    grown = step_after([(before_return, 1), (handed_back, 0)], 0, "scx.alloc", "gen_pool_add")
+    prog = program(ops, cpus=2, switches=[(before_return, 1), (handed_back, 0), (grown, 1)])
+    assert signature(s, prog).title == RETRY_TITLE  # type: ignore[union-attr]
+    m = minimize(s, prog)
+    assert m.size.shape == (5, 2, 1, 0) and m.complete
+    assert [(oc.cpu, oc.op) for oc in m.program.ops] == [
+        (0, "arena.create"),
+        (0, "struct_ops.load"),
+        (0, "scx.reg_cid"),
+        (0, "scx.alloc"),
+        (1, "scx.alloc"),
+    ]
+
+
+def test_carried_anchors_move_a_removed_ops_switches_to_the_next_op_on_its_cpu() -> None:
+    # Calls 0, 1, 3 on cpu0 and 2 on cpu1. Call 1 is removed: its two switches now happen
+    # when cpu0 is about to start call 3 (renumbered 2), first and second time, and call 3's
+    # own switch there counts on after them. Removing call 2 as well drops its switch: cpu1
+    # has no call after it, it is finished there.
+    anchors = Anchors(
+        switches=((1, 4, 1, 1), (1, 7, 1, 1), (3, 1, 1, 1), (3, 2, 1, 1), (2, 1, 1, 0)),
+        inject=((1, "alloc_page", 1), (3, "alloc_page", 2)),
+    )
+    moved = anchors.carried({1}, [0, 0, 1, 0])
+    assert sorted(moved.switches) == [(1, 1, 1, 0), (2, 1, 1, 1), (2, 1, 2, 1), (2, 1, 3, 1), (2, 2, 1, 1)]
+    assert moved.inject == ((2, "alloc_page", 2),)
+    assert sorted(anchors.carried({1, 2}, [0, 0, 1, 0]).switches) == [
+        (1, 1, 1, 1),
+        (1, 1, 2, 1),
+        (1, 1, 3, 1),
+        (1, 2, 1, 1),
+    ]
 
 
 def test_minimizer_keeps_a_needed_injection_and_drops_the_rest() -> None:

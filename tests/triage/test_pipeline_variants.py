@@ -1,6 +1,6 @@
 """The whole pipeline, fuzz -> dedup -> minimize -> report, on every design variant of the arena
-tests (tests/arena/test_variants.py, tests/arena/test_invariants.py) and on the merged
-revision's real bug.
+tests (tests/arena/test_variants.py, tests/arena/test_invariants.py) and of the sched_ext
+tests (tests/scx/test_scx_variants.py), and on the merged revision's real bug.
 
 For each, a seeded miniature campaign (random noise programs with the variant's trigger
 spliced in, random preemption and injections; none for the merged bug) produces findings;
@@ -24,8 +24,12 @@ from arena import test_variants as var
 from fuzzkit_arena import kernel
 from fuzzkit_x86 import X86
 from helpers import Op
+from scx import test_scx_variants as scxv
+from scx_helpers import REG, alloc
 from triage_helpers import arena_session, fuzz, variant, with_arch
 
+from fuzzkit import replacing
+from fuzzkit.plugins import load_registry
 from fuzzkit.program import load
 from fuzzkit.runner import Session
 from fuzzkit.triage import BugStore, signature, triage
@@ -63,7 +67,19 @@ def replaced(primitive: str, fn: Callable[..., object]) -> Callable[[], Session]
     return lambda: variant(primitive, fn)
 
 
+def scx_session() -> Session:
+    """Every plugin: the sched_ext bugs need struct_ops and scx, which arena sessions leave out."""
+    return Session(load_registry())
+
+
+def scx_replaced(primitive: str, fn: Callable[..., object]) -> Callable[[], Session]:
+    return lambda: Session(load_registry(extra=[replacing(reason="variant", **{primitive: fn})]))
+
+
 CREATE, KACCESS, ALLOC, FREE = "arena.create", "arena.kernel_access", "arena.alloc", "arena.free"
+#: A registered cid-form scheduler (scx_helpers.REG): its arena, its struct_ops map, itself.
+SCHED = [CREATE, "struct_ops.load", "scx.reg_cid"]
+SCX_ALLOC = "scx.alloc"
 
 CASES: dict[str, Case] = {
     # merged revision (R4): a kernel fault scratches free slot 0, best fit then lands on it
@@ -269,6 +285,108 @@ CASES: dict[str, Case] = {
         "I13 nr_pages differs from the number of REAL ptes in arena.free (x86, fixed)",
         (3, 1, 0, 0),
         [CREATE, ALLOC, FREE],
+    ),
+    # -- sched_ext (tests/scx/test_scx_variants.py) ----------------------------------------------
+    # Every one needs a registered scheduler: an arena, a struct_ops map whose member program
+    # uses it (R22) and the registration, three ops. Registration grows the pool by four pages
+    # and takes one scratch cmask per CPU from it (R25, R27).
+    #
+    # R25 with a single retry: cpu0's allocation finds no room, grows, and is preempted right
+    # after gen_pool_add; cpu1's allocation takes (part of) the new chunk, at the list head;
+    # cpu0's one retry then fails although the arena had room. On one CPU the retry always
+    # succeeds (a growth adds at least the pages the size needs), so two allocations on two
+    # CPUs. No op of the registration can be the second allocation: the scheduler's handle
+    # only exists once registration returns, and a second registration is refused (EBUSY).
+    # One preemption: under the default schedule each CPU runs its queue to the end, and one
+    # switch from cpu0 to cpu1 is enough because cpu1 then finishes its allocation before
+    # cpu0 resumes. No injection can do a CPU's work: the check excuses an allocation during
+    # which a failure was injected, and a failed growth makes NULL the right answer. Five ops.
+    "R25_scx_alloc_single_retry": Case(
+        scxv.single_retry,
+        scx_session,
+        "x86",
+        "fixed",
+        scxv.RACE,
+        "I16 scx_arena_alloc failed although the arena had room in scx.alloc (x86, fixed)",
+        (5, 2, 1, 0),
+        [*SCHED, SCX_ALLOC, SCX_ALLOC],
+    ),
+    # Bits claimed with a plain store: both CPUs search before either claims, so one
+    # preemption between cpu0's search and its store, and two allocations. Five ops.
+    "I17_unlocked_claim": Case(
+        scx_replaced("gen_pool_alloc", scxv.gen_pool_alloc_unlocked_claim),
+        scx_session,
+        "x86",
+        "fixed",
+        [*REG, alloc(64), alloc(64, cpu=1)],
+        "I17 overlapping gen_pool grants in scx.alloc (x86, fixed)",
+        (5, 2, 1, 0),
+        [*SCHED, SCX_ALLOC, SCX_ALLOC],
+        runs=200,  # the race needs one preemption in a window of one step
+    ),
+    # Destroy without clearing the chunks: the scratch cmasks registration allocated are
+    # outstanding grants already, so no allocation of the program's own is needed. Four ops.
+    "I17_destroy_without_clearing": Case(
+        scx_replaced("scx_arena_pool_destroy", scxv.scx_arena_pool_destroy_without_clearing),
+        scx_session,
+        "x86",
+        "fixed",
+        [*REG, alloc(64), (0, "scx.unreg", {"sched": 0})],
+        "I17 BUG: gen_pool_destroy with outstanding allocations in scx.unreg (x86, fixed)",
+        (4, 1, 0, 0),
+        [*SCHED, "scx.unreg"],
+    ),
+    # Free with twice the size: scx.free names a grant of scx.alloc (never a scratch cmask),
+    # so an allocation and its free. Five ops.
+    "I17_free_wrong_size": Case(
+        scx_replaced("scx_arena_free", scxv.scx_arena_free_wrong_size),
+        scx_session,
+        "x86",
+        "fixed",
+        [*REG, alloc(64), (0, "scx.free", {"sched": 0, "grant": 0})],
+        "I17 BUG: gen_pool_free of granules already free in scx.free (x86, fixed)",
+        (5, 1, 0, 0),
+        [*SCHED, SCX_ALLOC, "scx.free"],
+    ),
+    # Chunks added with twice their pages: registration's own growth does it. Three ops.
+    "I17_grow_pages_as_double": Case(
+        scx_replaced("scx_arena_grow", scxv.scx_arena_grow_pages_as_double),
+        scx_session,
+        "x86",
+        "fixed",
+        REG,
+        "I17 gen_pool chunk outside the arena pages the kernel allocated in scx.reg_cid (x86, fixed)",
+        (3, 1, 0, 0),
+        SCHED,
+    ),
+    # The conversion keeps user_vm_start's low bits: only wrong when they are not zero, which
+    # takes a start picked by the first user mmap (every fixed start the domain offers is
+    # 4 GiB aligned, unaligned to a page, or crosses 4 GiB for any arena the pool can grow
+    # in) and comes before registration grows the pool, then ops.set_cmask to hand an
+    # address over. Five ops.
+    "I18_conversion_keeps_low_bits": Case(
+        scx_replaced("scx_kaddr_to_arena", scxv.scx_kaddr_to_arena_keeping_low_bits),
+        scx_session,
+        "x86",
+        "fixed",
+        scxv.MMAPPED,
+        "I18 kernel/arena address conversion does not round-trip in scx.set_cmask (x86, fixed)",
+        (5, 1, 0, 0),
+        [CREATE, "struct_ops.load", "arena.mmap", "scx.reg_cid", "scx.set_cmask"],
+    ),
+    # cmask_weight reads one word past NR_WORDS: ops.set_cmask has the member program read
+    # the scratch cmask back with it. Four ops. (The scx.cmask_weight op shows the same bug
+    # in two, an arena and the helper on it, under that op's title; both are checks at op
+    # completion, so the store counts them as this one bug.)
+    "I18_weight_past_nr_words": Case(
+        scx_replaced("cmask_weight", scxv.cmask_weight_one_word_too_many),
+        scx_session,
+        "x86",
+        "fixed",
+        [*REG, (0, "scx.set_cmask", {"sched": 0})],
+        "I18 cmask access at or past NR_WORDS(nr_cids) in scx.set_cmask (x86, fixed)",
+        (4, 1, 0, 0),
+        [*SCHED, "scx.set_cmask"],
     ),
 }
 

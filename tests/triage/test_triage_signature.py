@@ -1,6 +1,7 @@
 """Finding signatures: titles name the invariant, the op and the primitive it fired in, the
-arch and the revision; races seen from either side share an alternative title; instrumented
-replays take exactly the steps of a plain one."""
+arch and the revision; races seen from either side share an alternative title, and so does
+one broken state caught at different ops' completion; instrumented replays take exactly the
+steps of a plain one."""
 
 from __future__ import annotations
 
@@ -10,10 +11,17 @@ import pytest
 from arena import test_invariants as inv
 from arena import test_variants as var
 from helpers import program
-from triage_helpers import FIRES_IN_ALLOC, FIRES_IN_FREE, RACE_OPS, arena_session, variant
+from triage_helpers import (
+    ALLOC_COMPLETES_LAST,
+    FIRES_IN_ALLOC,
+    FIRES_IN_FREE,
+    RACE_OPS,
+    arena_session,
+    variant,
+)
 
 from fuzzkit.runner import Session
-from fuzzkit.triage import Replayer, signature, slug
+from fuzzkit.triage import Replayer, at_completion, completion_title, signature, signature_of, slug
 
 MERGED_TITLE = "I16 best-fit allocation failed while free space exists in arena.alloc (x86, merged)"
 
@@ -27,7 +35,30 @@ def test_title_of_a_check_at_op_completion_is_the_findings_own_title(real: Sessi
     sig = signature(real, program(inv.UNALLOCATABLE, revision="merged"))
     assert sig is not None and sig.primitive is None
     assert sig.title == sig.finding.title == MERGED_TITLE
-    assert sig.alt_titles == ()
+    # Nothing else in flight: no race titles, only the op-agnostic one of completion checks.
+    assert sig.in_flight == () and sig.at_completion
+    assert sig.alt_titles == (
+        "I16 best-fit allocation failed while free space exists on op completion (x86, merged)",
+    )
+
+
+def test_at_completion_tells_checks_at_op_completion_from_checks_inside_an_op() -> None:
+    # I13 is an op_done check; I8's installer check runs on a PTE write inside the kernel
+    # access, I6's when the fault path returns, also inside it: those ops never completed.
+    at_done = variant("apply_range_clear_cb", inv.clear_cb_drops_page)
+    in_pte_write = variant("apply_range_set_scratch_cb", inv.install_with_plain_store)
+    in_fault_path = variant("bpf_prog_find_from_stack", inv.walk_finds_nothing)
+    cases = [
+        (at_done, program([inv.CREATE, inv.alloc(3), inv.free(3)]), "I13", True),
+        (in_pte_write, program(inv.INSTALL_VS_ALLOC, cpus=2, switches=[(5, 1)]), "I8", False),
+        (in_fault_path, program([inv.CREATE, inv.kaccess(3)]), "I6", False),
+    ]
+    for session, prog, spec_id, done in cases:
+        run = Replayer(session).run(prog)
+        sig = signature_of(run)
+        assert sig is not None and sig.finding.spec_id == spec_id
+        assert at_completion(run.result) is done and sig.at_completion is done
+        assert (completion_title(sig.finding) in sig.alt_titles) is done
 
 
 @pytest.mark.parametrize("arch", ["x86", "arm64"])
@@ -77,6 +108,19 @@ def test_I13_race_seen_from_both_sides_shares_an_alternative_title() -> None:
     assert race in in_free.alt_titles and race in in_alloc.alt_titles
     # Each side also carries the other side's title: the op in flight may be the culprit.
     assert in_alloc.title in in_free.alt_titles and in_free.title in in_alloc.alt_titles
+    assert in_free.in_flight == ("arena.alloc",) and in_alloc.in_flight == ("arena.free",)
+
+
+def test_I13_seen_at_two_ops_completion_alone_shares_only_the_completion_title() -> None:
+    s = variant("apply_range_clear_cb", inv.clear_cb_drops_page)
+    in_free = signature(s, program(RACE_OPS, cpus=2))
+    in_alloc = signature(s, program(RACE_OPS, cpus=2, switches=ALLOC_COMPLETES_LAST))
+    assert in_free is not None and in_alloc is not None
+    assert in_free.title.endswith("in arena.free (x86, fixed)")
+    assert in_alloc.title.endswith("in arena.alloc (x86, fixed)")
+    assert in_free.in_flight == in_alloc.in_flight == (), "no race title links the two"
+    shared = "I13 nr_pages differs from the number of REAL ptes on op completion (x86, fixed)"
+    assert in_free.titles & in_alloc.titles == {shared}
 
 
 def test_instrumented_replay_takes_exactly_the_steps_of_a_plain_replay() -> None:

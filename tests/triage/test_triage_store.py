@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 from arena import test_invariants as inv
 from helpers import program
-from triage_helpers import FIRES_IN_ALLOC, FIRES_IN_FREE, RACE_OPS, arena_session, variant
+from triage_helpers import (
+    ALLOC_COMPLETES_LAST,
+    FIRES_IN_ALLOC,
+    FIRES_IN_FREE,
+    RACE_OPS,
+    arena_session,
+    variant,
+)
 
 from fuzzkit.runner import Session
 from fuzzkit.triage import BugStore, TriageError, signature, triage
@@ -49,6 +56,25 @@ def test_I13_race_seen_from_both_sides_is_one_bug(tmp_path: Path) -> None:
     assert len(result.bugs) == 1 and result.bugs[0].occurrences == 2
     [bug] = BugStore.load(tmp_path).bugs
     assert titles <= bug.titles, "the bug keeps every title it was seen under"
+
+
+def test_I13_seen_at_two_ops_completion_with_nothing_in_flight_is_one_bug(tmp_path: Path) -> None:
+    # A free that forgets to uncharge its page: the check at op completion catches it in the
+    # free, or, when cpu1's alloc held the arena lock as the free completed, in the alloc.
+    s = variant("apply_range_clear_cb", inv.clear_cb_drops_page)
+    in_free = program(RACE_OPS, cpus=2)
+    in_alloc = program(RACE_OPS, cpus=2, switches=ALLOC_COMPLETES_LAST)
+    sigs = [signature(s, p) for p in (in_free, in_alloc)]
+    assert all(sig is not None and sig.in_flight == () for sig in sigs), "plain occurrences, no race"
+    titles = {sig.title for sig in sigs}  # type: ignore[union-attr]
+    assert len(titles) == 2
+    result = triage(s, [in_free, in_alloc, in_alloc], tmp_path, now=T1)
+    assert [(t.new, t.occurrences) for t in result.bugs] == [(True, 3)]
+    again = triage(s, [in_free], tmp_path, now=T2)
+    assert [(t.new, t.occurrences) for t in again.bugs] == [(False, 1)]
+    [bug] = BugStore.load(tmp_path).bugs
+    assert bug.count == 4 and titles <= bug.titles
+    assert bug.title in titles and (bug.first_seen, bug.last_seen) == (T1, T2)
 
 
 def test_store_round_trips_through_bugs_json(real: Session, tmp_path: Path) -> None:
