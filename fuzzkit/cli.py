@@ -40,6 +40,8 @@ examples:
   fuzzkit replay corpora/examples/scratch_install.json
   fuzzkit -p no:arm64 plugins          list plugins with arm64 disabled
   FUZZKIT_DISABLE_PLUGIN_AUTOLOAD=1 fuzzkit -p x86 -p arena plugins
+  fuzzkit fuzz -p mypkg.variant --ops 'scx.*'
+                                       fuzz an uninstalled design variant, aimed at sched_ext
 """
 
 
@@ -53,7 +55,8 @@ def _plugin_args(p: argparse.ArgumentParser, dest: str) -> None:
         default=[],
         metavar="NAME",
         help="'no:NAME' disables plugin NAME; 'NAME' loads it when autoload is off "
-        "(FUZZKIT_DISABLE_PLUGIN_AUTOLOAD=1). Repeatable.",
+        "(FUZZKIT_DISABLE_PLUGIN_AUTOLOAD=1); a NAME no installed plugin has is imported as "
+        "'module' or 'module:attribute' (an uninstalled variant). Repeatable.",
     )
 
 
@@ -109,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"code revision (R4), default {DEFAULT_REVISION}",
     )
     p.add_argument("--cpus", type=int, default=2, help="emulated CPUs (default 2)")
+    p.add_argument(
+        "--ops",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="focus on the ops matching PATTERN (an op id or a glob such as 'scx.*'; repeatable), "
+        "plus the ops creating the objects they take; default: every op. Use it to aim a campaign "
+        "at one subsystem or at the ops a replaced primitive runs in",
+    )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--runs", type=int, help="executions (atheris) or examples (hypothesis) per target")
     budget.add_argument("--time", type=int, metavar="SECONDS", help="wall-clock budget per target (atheris)")
@@ -278,12 +290,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             args.engine = "atheris"
     flags = args.plugin_flags + getattr(args, "sub_plugin_flags", [])
     session = Session(_registry(args))
-    for arch in arches:
-        session.kernel(arch, args.revision, args.cpus)  # bad arch/revision/cpus fail here, early
+    targets = [Target(arch, args.revision, args.cpus, tuple(args.ops)) for arch in arches]
+    for target in targets:
+        target.kernel(session)  # a bad arch, revision, cpus or --ops fails here, early
     findings_dir = args.reports / "findings"
     total: list[tuple[str, str]] = []
-    for arch in arches:
-        target = Target(arch, args.revision, args.cpus)
+    for target in targets:
         print(f"== fuzzing {target.name} with {args.engine}", flush=True)
         if args.engine == "atheris":
             from fuzzkit.engines import atheris_engine

@@ -10,12 +10,13 @@ default, no-switch schedule first), optionally bounded in the number of switches
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from fuzzkit.machine.core import Machine, RunResult
+from fuzzkit.machine.core import Call, Finding, Machine, RunResult
 from fuzzkit.program import Program
+from fuzzkit.registry import Kernel
 from fuzzkit.runner import Session
 
 T = TypeVar("T")
@@ -59,7 +60,21 @@ def explore(
     """Run ``program`` under every schedule with at most ``max_switches`` preemptions
     (None: unbounded, which need not terminate when a retry loop can race forever)."""
     kernel, calls = session.resolve(program)
-    inject = frozenset(program.inject)
+    return explore_calls(kernel, calls, program.inject, max_runs=max_runs, max_switches=max_switches)
+
+
+def explore_calls(
+    kernel: Kernel,
+    calls: list[Call],
+    inject: Iterable[tuple[str, int]] = (),
+    *,
+    max_runs: int = 10_000,
+    max_switches: int | None = 3,
+    wanted: Callable[[Finding], bool] = lambda finding: True,
+) -> Exploration:
+    """:func:`explore` for calls already resolved (an engine's), stopping only at a finding
+    ``wanted`` accepts (a campaign ignores the bugs it already has)."""
+    inject = frozenset(inject)
     stack: list[list[int]] = [[]]
     runs = 0
     while stack:
@@ -69,7 +84,7 @@ def explore(
         path = _Path(prefix, inject)
         result = Machine(kernel, calls, path).run()
         runs += 1
-        if result.finding is not None:
+        if result.finding is not None and wanted(result.finding):
             return Exploration(runs, False, result)
         # Branch on every decision past the prefix; push in reverse so lower indexes run first.
         for depth in range(len(path.taken) - 1, len(prefix) - 1, -1):

@@ -2,12 +2,16 @@
 
 Plugins come from the ``fuzzkit`` entry-point group, first-party ones included, so the core
 never imports a plugin (DESIGN principle 9). ``disable`` mirrors ``-p no:NAME``; with
-autoload off (``FUZZKIT_DISABLE_PLUGIN_AUTOLOAD=1``) only the names in ``enable`` load. Every
-failure is a :class:`PluginError` naming the plugin and its distribution.
+autoload off (``FUZZKIT_DISABLE_PLUGIN_AUTOLOAD=1``) only the names in ``enable`` load. A name
+in ``enable`` that no installed plugin has is imported the way an entry point is, as
+``module`` or ``module:attribute`` (pytest's ``-p module``): an uninstalled design variant or
+experiment is one importable file, in this process and in the atheris engine's child alike.
+Every failure is a :class:`PluginError` naming the plugin and its distribution.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterable, Sequence
 from importlib.metadata import entry_points
@@ -55,7 +59,8 @@ def load_registry(
     disable, enable = set(disable), set(enable)
     available = installed()
     names = {name for name, *_ in available} | {name for name, _ in extra}
-    unknown = sorted((disable | enable) - names)
+    imported = [(ref, _import_plugin(ref)) for ref in sorted(enable - names)]
+    unknown = sorted(disable - names)
     if unknown:
         raise ConfigError(
             f"no plugin named {', '.join(repr(u) for u in unknown)}; "
@@ -76,6 +81,8 @@ def load_registry(
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         _register(pm, registry, obj, PluginInfo(name, version, dist, ep.value))
+    for name, obj in imported:
+        _register(pm, registry, obj, PluginInfo(name, "-", "(imported)", name))
     for name, obj in extra:
         if name not in disable:
             _register(
@@ -87,6 +94,28 @@ def load_registry(
         raise PluginError(f"{registry.culprit(pm.get_name(exc.plugin) or '?')}: {exc}") from exc
     _collect(pm, registry)
     return registry
+
+
+def _import_plugin(ref: str) -> object:
+    """The object ``module[:attribute]`` names, for ``-p`` with no installed plugin by that name."""
+    module_name, _, attr = ref.partition(":")
+    installed_names = ", ".join(name for name, *_ in installed()) or "none"
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise ConfigError(
+                f"no plugin named '{ref}' is installed (installed: {installed_names}), and no "
+                f"module '{exc.name}' can be imported to load it as 'module' or 'module:attribute'"
+            ) from exc
+        raise PluginError(f"plugin '{ref}' failed to import: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # any import-time failure is the plugin's, report it as such
+        raise PluginError(f"plugin '{ref}' failed to import: {type(exc).__name__}: {exc}") from exc
+    for part in attr.split(".") if attr else ():
+        if not hasattr(obj, part):
+            raise ConfigError(f"plugin '{ref}': module '{module_name}' has no attribute '{attr}'")
+        obj = getattr(obj, part)
+    return obj
 
 
 def _register(pm: pluggy.PluginManager, registry: Registry, obj: object, info: PluginInfo) -> None:

@@ -13,7 +13,9 @@ instrumenting everything halves the execution rate.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import random
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fuzzkit.engines.campaign import FindingSink, Target, prepare_corpus, trusted_calls
 from fuzzkit.engines.codec import Codec, write_dictionary
@@ -34,6 +37,8 @@ from fuzzkit.plugins import load_registry
 from fuzzkit.runner import Session
 
 MAX_LEN = 4096
+#: Executions between two collections of reference cycles (see ``child``).
+GC_EVERY = 100
 #: How often a campaign prints progress.
 PROGRESS_SECONDS = 10
 
@@ -52,7 +57,7 @@ def require_atheris() -> types.ModuleType:
 @dataclass
 class AtherisRun:
     returncode: int
-    found: list[dict[str, str]]
+    found: list[dict[str, Any]]
     corpus: Path
 
 
@@ -72,7 +77,7 @@ def run(
     """Run a campaign in a child process and return what it found."""
     require_atheris()
     session = Session(_registry(plugin_flags))
-    kernel = session.kernel(target.arch, target.revision, target.cpus)
+    kernel = target.kernel(session)
     prepare_corpus(corpus, kernel)
     dict_path = corpus / "fuzzkit.dict"
     write_dictionary(Codec(kernel), str(dict_path))
@@ -89,7 +94,7 @@ def run(
     cmd = [*_child_cmd(target, findings, log, plugin_flags), "--", *args, *libfuzzer_args, str(corpus)]
     fuzzer_log = findings / f"libfuzzer-{target.name}.log"
     with open(fuzzer_log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=_child_env())
         if not quiet:
             print(f"   libFuzzer output: {fuzzer_log}", flush=True)
         start, reported = time.monotonic(), 0
@@ -103,7 +108,7 @@ def run(
                 found = _read_log(log)
                 if not quiet:
                     for f in found[reported:]:
-                        print(f"   found: {f['title']}", flush=True)
+                        print(f"   found after {f['execs']} executions: {f['title']}", flush=True)
                     print(f"   {time.monotonic() - start:.0f}s, {len(found)} distinct findings", flush=True)
                 reported = len(found)
     found = _read_log(log)
@@ -116,10 +121,21 @@ def _child_cmd(target: Target, findings: Path, log: Path, plugin_flags: Sequence
         sys.executable, "-m", "fuzzkit.engines.atheris_engine",
         "--arch", target.arch, "--revision", target.revision, "--cpus", str(target.cpus),
         "--findings", str(findings), "--log", str(log), *[f"-p={flag}" for flag in plugin_flags],
+        *[f"--ops={pattern}" for pattern in target.ops],
     ]  # fmt: skip
 
 
-def _read_log(log: Path) -> list[dict[str, str]]:
+def _child_env() -> dict[str, str]:
+    """The child imports what this process can: a plugin loaded by module name (``-p
+    module``) may live on a path added at run time (a test folder, a notebook's cwd). Its
+    string hashes are fixed: set order steers branches, so coverage, and with it what
+    libFuzzer keeps, would otherwise differ from one run of the same seed to the next."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env.setdefault("PYTHONHASHSEED", "0")
+    return env
+
+
+def _read_log(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
@@ -166,25 +182,38 @@ def child(argv: Sequence[str]) -> None:
     parser.add_argument("--findings", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("-p", dest="plugin_flags", action="append", default=[])
+    parser.add_argument("--ops", action="append", default=[])
     parser.add_argument("--bench", type=int, default=0, help="time this many 32-op programs, print exec/s")
     ours, libfuzzer = parser.parse_known_args(argv)
     libfuzzer = [a for a in libfuzzer if a != "--"]
     atheris = require_atheris()
     registry = _registry(ours.plugin_flags)
     session = Session(registry)
-    kernel = session.kernel(ours.arch, ours.revision, ours.cpus)
+    kernel = Target(ours.arch, ours.revision, ours.cpus, tuple(ours.ops)).kernel(session)
     codec = Codec(kernel)
     sink = FindingSink(ours.findings, log=ours.log)
     recorded_with = session.recorded_with()
     _instrument(atheris, coverage_modules([p.module for p in registry.plugins if p.name != "core"]))
 
+    execs = 0
+    # A run leaves reference cycles (machine, CPUs, generator frames); the cyclic collector
+    # finalizes them at moments that differ from one process to the next, running instrumented
+    # code as it does, so coverage (and so what libFuzzer keeps) would differ between two runs
+    # of the same seed. Collecting every GC_EVERY executions instead makes it a function of
+    # the inputs alone.
+    gc.disable()
+
     def test_one_input(data: bytes) -> None:
+        nonlocal execs
+        execs += 1
+        if execs % GC_EVERY == 0:
+            gc.collect()
         prog = codec.decode(data)
         result = Machine(kernel, trusted_calls(prog, kernel), Replay(prog.switches, prog.inject)).run()
         if result.finding is not None:
             recorded = session.record(prog, result)
             recorded.recorded_with = recorded_with
-            sink.add(result.finding, recorded)
+            sink.add(result.finding, recorded, execs)
 
     if ours.bench:
         rng = random.Random(1)
@@ -203,7 +232,7 @@ def bench(target: Target, programs: int, plugin_flags: Sequence[str] = ()) -> fl
     require_atheris()
     with tempfile.TemporaryDirectory(prefix="fuzzkit-bench-") as tmp:
         cmd = [*_child_cmd(target, Path(tmp), Path(tmp) / "log", plugin_flags), "--bench", str(programs)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_child_env()).stdout
     rate: float = json.loads(out.strip().splitlines()[-1])["exec_per_second"]
     return rate
 

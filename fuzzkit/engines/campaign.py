@@ -1,26 +1,31 @@
 """What both engines share: the target being fuzzed, its corpus folder (stamped with the op
 table it was made with), and the sink that turns findings into program files.
 
-A target is (arch, revision, cpus, plugin set); the plugin set is identified by the op-table
-fingerprint. A corpus made with another op table would be misread byte for byte, so it is
-refused with a message saying how to proceed (DESIGN principle 8).
+A target is (arch, revision, cpus, plugin set, optional op focus); the plugin set and focus
+are identified by the op-table fingerprint. A corpus made with another op table would be
+misread byte for byte, so it is refused with a message saying how to proceed (DESIGN principle 8).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import hashlib
 import json
 import os
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fuzzkit.domains import Handle
 from fuzzkit.errors import ConfigError
 from fuzzkit.machine.core import Call, Finding
 from fuzzkit.program import Program
 from fuzzkit.registry import Kernel
+from fuzzkit.runner import Session
 
 STAMP = "fuzzkit-corpus.json"
 
@@ -30,10 +35,44 @@ class Target:
     arch: str
     revision: str
     cpus: int
+    #: Op-id patterns (``scx.*``) a focused campaign draws from, as syzkaller's
+    #: ``enable_syscalls``; empty for the whole op table. See :func:`focus`.
+    ops: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
-        return f"{self.arch}-{self.revision}-{self.cpus}cpu"
+        base = f"{self.arch}-{self.revision}-{self.cpus}cpu"
+        return base + "".join("-" + re.sub(r"[^A-Za-z0-9.]+", "_", p) for p in self.ops)
+
+    def kernel(self, session: Session) -> Kernel:
+        return focus(session.kernel(self.arch, self.revision, self.cpus), self.ops)
+
+
+def focus(kernel: Kernel, patterns: Sequence[str]) -> Kernel:
+    """``kernel`` with an op table of the ops matching ``patterns`` (``fnmatch``, on op ids)
+    and, transitively, the ops creating the handles they take: a campaign on one subsystem
+    or one replaced primitive spends its executions there, not on the whole table. The
+    fingerprint is the focused table's, so corpora of different focuses never mix. Programs
+    found this way use ops of the full table and replay without the focus."""
+    if not patterns:
+        return kernel
+    chosen: set[str] = set()
+    for pattern in patterns:
+        matched = fnmatch.filter(kernel.ops, pattern)
+        if not matched:
+            raise ConfigError(f"--ops '{pattern}' matches no op; ops: {', '.join(kernel.ops)}")
+        chosen.update(matched)
+    creators = {op.creates: op.id for op in kernel.ops.values() if op.creates}
+    todo = list(chosen)
+    while todo:
+        for dom in kernel.ops[todo.pop()].args.values():
+            maker = creators.get(dom.kind) if isinstance(dom, Handle) else None
+            if maker is not None and maker not in chosen:
+                chosen.add(maker)
+                todo.append(maker)
+    ops = {op_id: spec for op_id, spec in kernel.ops.items() if op_id in chosen}
+    digest = hashlib.sha256(f"{kernel.fingerprint} {' '.join(ops)}".encode()).hexdigest()[:16]
+    return dataclasses.replace(kernel, ops=ops, fingerprint=digest)
 
 
 def trusted_calls(program: Program, kernel: Kernel) -> list[Call]:
@@ -85,7 +124,8 @@ class FindingSink:
     counts: Counter[str] = field(default_factory=Counter)
     written: dict[str, Path] = field(default_factory=dict)
 
-    def add(self, finding: Finding, program: Program) -> Path | None:
+    def add(self, finding: Finding, program: Program, execs: int | None = None) -> Path | None:
+        """Record one occurrence; ``execs`` (the executions so far) goes in the log."""
         self.counts[finding.title] += 1
         if finding.title in self.written:
             return None
@@ -106,5 +146,5 @@ class FindingSink:
             os.unlink(tmp)
         if self.log is not None:
             with open(self.log, "a") as f:
-                f.write(json.dumps({"title": finding.title, "file": str(path)}) + "\n")
+                f.write(json.dumps({"title": finding.title, "file": str(path), "execs": execs}) + "\n")
         return path

@@ -8,15 +8,21 @@ which one byte changed is one thing changed:
   as a little-endian index into its domain, as wide as the domain needs (1-4 bytes).
   Index 0 is the domain's default and nearby indexes are nearby values (see
   ``fuzzkit.domains``), so a flipped low bit nudges an argument;
-* a **switch record** (``SWITCH_TAG``..``INJECT_TAG - 1``): step (u16 + 1) and CPU;
+* a **switch record** (``SWITCH_TAG``..``INJECT_TAG - 1``): step - 1 as a *count* (below)
+  and a CPU byte;
 * an **inject record** (``INJECT_TAG``..0xFF): injection point (``% len(points)``) and
-  nth (u16 + 1).
+  nth - 1 as a count.
+
+A count is one byte below ``COUNT_WIDE`` and three bytes above it (up to about a million).
+Steps and arrivals that matter are small (a program of 32 ops runs about a hundred steps), so
+a random or mutated byte almost always names one the run reaches; a fixed two-byte field put
+nearly every random switch past the end of the run.
 
 Records may come in any order; a truncated record takes defaults for what is missing, a
 switch whose step does not increase and a repeated injection are dropped, so decoding is
 total. :func:`encode` writes ops, then switches, then injections, and
 ``decode(encode(p)) == p`` for every program within the codec's ranges (at most
-``MAX_OPS`` ops, steps and nths up to 65536).
+``MAX_OPS`` ops, steps and nths up to ``MAX_COUNT``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,26 @@ from fuzzkit.registry import Kernel, OpSpec
 SWITCH_TAG = 0xE0
 INJECT_TAG = 0xF0
 MAX_OPS = 64
+#: Counts from this byte on take two more bytes.
+COUNT_WIDE = 0xF0
+MAX_COUNT = COUNT_WIDE + (0x100 - COUNT_WIDE) * 0x10000
+
+
+def _count(data: bytes, i: int) -> tuple[int, int]:
+    """The count at ``data[i]`` (0 past the end) and the index after it."""
+    b = data[i] if i < len(data) else 0
+    if b < COUNT_WIDE:
+        return b, i + 1
+    return COUNT_WIDE + ((b - COUNT_WIDE) << 16 | int.from_bytes(data[i + 1 : i + 3], "little")), i + 3
+
+
+def _count_bytes(value: int, what: str) -> bytes:
+    if not 0 <= value < MAX_COUNT:
+        raise ProgramError(f"{what} {value + 1} is beyond the codec's {MAX_COUNT}")
+    if value < COUNT_WIDE:
+        return bytes((value,))
+    wide = value - COUNT_WIDE
+    return bytes((COUNT_WIDE + (wide >> 16),)) + (wide & 0xFFFF).to_bytes(2, "little")
 
 
 def _width(dom: Domain) -> int:
@@ -86,19 +112,17 @@ class Codec:
                     i += width
                 calls.append(OpCall(cpu, op_id, values))
             elif tag < INJECT_TAG:
-                step = from_bytes(data[i + 1 : i + 3], "little") + 1
-                cpu = data[i + 3] % cpus if i + 3 < n else 0
-                i += 4
-                if not switches or step > switches[-1][0]:
-                    switches.append((step, cpu))
+                step, i = _count(data, i + 1)
+                cpu = data[i] % cpus if i < n else 0
+                i += 1
+                if not switches or step + 1 > switches[-1][0]:
+                    switches.append((step + 1, cpu))
             else:
-                if points:
-                    point = points[data[i + 1] % len(points)] if i + 1 < n else points[0]
-                    nth = from_bytes(data[i + 2 : i + 4], "little") + 1
-                    if (point, nth) not in seen:
-                        seen.add((point, nth))
-                        inject.append((point, nth))
-                i += 4
+                point = points[data[i + 1] % len(points)] if i + 1 < n and points else None
+                nth, i = _count(data, i + 2)
+                if point is not None and (point, nth + 1) not in seen:
+                    seen.add((point, nth + 1))
+                    inject.append((point, nth + 1))
         return prog
 
     def encode(self, prog: Program) -> bytes:
@@ -116,9 +140,9 @@ class Codec:
                 value = call.args.get(name, dom.base())
                 out += dom.index(value).to_bytes(_width(dom), "little")
         for step, cpu in prog.switches:
-            out += bytes((SWITCH_TAG,)) + (step - 1).to_bytes(2, "little") + bytes((cpu,))
+            out += bytes((SWITCH_TAG,)) + _count_bytes(step - 1, "switch step") + bytes((cpu,))
         for point, nth in prog.inject:
-            out += bytes((INJECT_TAG, points[point])) + (nth - 1).to_bytes(2, "little")
+            out += bytes((INJECT_TAG, points[point])) + _count_bytes(nth - 1, "injection arrival")
         return bytes(out)
 
     def dictionary(self) -> list[bytes]:

@@ -19,19 +19,28 @@ small), ``fuzzkit-dev``, ``fuzzkit-overnight``. The example database lives under
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+import functools
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import hypothesis.core
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.internal.conjecture import providers as _providers
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
 
 from fuzzkit.domains import Choice, Domain, Handle
 from fuzzkit.engines.campaign import Target, trusted_calls
+from fuzzkit.explore import explore_calls
 from fuzzkit.machine.choices import Replay
 from fuzzkit.machine.core import Finding, Machine, RunResult
 from fuzzkit.plugins import load_registry
@@ -47,6 +56,10 @@ DATABASE = Path(__file__).resolve().parents[2] / "corpora" / "hypothesis"
 if hasattr(_providers, "_get_local_constants") and hasattr(_providers, "Constants"):
     _providers._get_local_constants = _providers.Constants
 STEPS = 32
+#: Runs of the depth-one schedule search per example (see ``_teardown``).
+SCHEDULES = 128
+#: Hypothesis phases of a campaign: all but shrinking (see :func:`campaign`).
+CAMPAIGN_PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target)
 
 _common: dict[str, Any] = {
     "deadline": None,
@@ -86,13 +99,18 @@ def state_machine(
     cpus: int = 2,
     *,
     session: Session | None = None,
+    ops: Sequence[str] = (),
     known: Iterable[str] = (),
     on_failure: Callable[[FuzzkitFailure], None] | None = None,
+    schedules: int = SCHEDULES,
 ) -> type[RuleBasedStateMachine]:
-    """The state machine class for one target. Findings whose title is in ``known`` are
-    ignored (a campaign that already recorded a bug keeps looking for others)."""
+    """The state machine class for one target, with rules for the ops ``ops`` selects (see
+    :func:`~fuzzkit.engines.campaign.focus`; all by default). Findings whose title is in
+    ``known`` are ignored (a campaign that already recorded a bug keeps looking for others).
+    An example whose ops run on two CPUs or more and whose own schedule is clean then has up
+    to ``schedules`` runs of its one-preemption schedules tried (see :func:`_teardown`)."""
     session = session or Session(load_registry())
-    kernel = session.kernel(arch, revision, cpus)
+    kernel = Target(arch, revision, cpus, tuple(ops)).kernel(session)
     ignored: Collection[str] = known if isinstance(known, (set, frozenset)) else frozenset(known)
     bundles = {op.creates: Bundle(op.creates) for op in kernel.ops.values() if op.creates}
     spec_ids = sorted(
@@ -111,8 +129,12 @@ def state_machine(
         name, fn = _op_rule(op, kernel, bundles)
         body[name] = fn
 
-    @rule(step=st.integers(1, 512), cpu=st.integers(0, cpus - 1))
-    def preempt(self: Any, step: int, cpu: int) -> None:
+    @rule(data=st.data(), cpu=st.integers(0, cpus - 1))
+    def preempt(self: Any, data: st.DataObject, cpu: int) -> None:
+        # A switch only matters at a step the program reaches: draw it within the current
+        # run (the invariants just ran it), so a race window of one step in a run of n is
+        # hit one time in n, not one in the longest schedule any program could have.
+        step = data.draw(st.integers(1, max(1, self.run().steps)), label="step")
         switches = dict(self.program.switches)
         switches[step] = cpu
         self.program.switches = sorted(switches.items())
@@ -138,6 +160,8 @@ def state_machine(
     body["run"] = run
     for sid in spec_ids:
         body[f"invariant_{sid}"] = _invariant(sid, ignored, on_failure)
+    if schedules > 0:
+        body["teardown"] = _teardown(kernel, schedules, ignored, on_failure)
     return type(f"Fuzzkit_{arch}_{revision}_{cpus}cpu", (RuleBasedStateMachine,), body)
 
 
@@ -150,6 +174,15 @@ def _op_rule(op: OpSpec, kernel: Kernel, bundles: dict[str, Bundle]) -> tuple[st
     threshold = 0 if op.creates else round(100 * (1 - min(op.weight, 1.0)))
     strategies["gate"] = st.integers(0, 99)
     target = bundles.get(op.creates) if op.creates else None
+    limit = min(
+        (
+            d.limit
+            for o in kernel.ops.values()
+            for d in o.args.values()
+            if isinstance(d, Handle) and d.kind == op.creates
+        ),
+        default=0,
+    )
 
     def fn(self: Any, cpu: int, gate: int, **kw: Any) -> Any:
         if gate < threshold:
@@ -158,9 +191,15 @@ def _op_rule(op: OpSpec, kernel: Kernel, bundles: dict[str, Bundle]) -> tuple[st
         self.program.ops.append(OpCall(cpu, op.id, args))
         self.result = None
         if op.creates:
-            index = self.created.get(op.creates, 0)
-            self.created[op.creates] = index + 1
-            return index
+            # Only an object that exists goes in the bundle: a create that failed (a bad
+            # flag, no memory) would otherwise hand later rules a handle naming nothing, and
+            # most of what they draw would fail the same dull way. The invariants run the
+            # program after this rule anyway; this run is that one.
+            made = len(self.run().machine.handles.get(op.creates, ()))
+            if made <= self.created.get(op.creates, 0) or made > limit:
+                return multiple()  # failed, or past what any handle argument can name
+            self.created[op.creates] = made
+            return made - 1
         return None
 
     name = "op_" + op.id.replace(".", "_")
@@ -186,6 +225,49 @@ def _invariant(
     return invariant()(check)
 
 
+def _teardown(
+    kernel: Kernel,
+    schedules: int,
+    ignored: Collection[str],
+    on_failure: Callable[[FuzzkitFailure], None] | None,
+) -> Callable[[Any], None]:
+    """Depth-one schedule search at the end of an example. A race needs its ops and one
+    preemption at one step: drawn at random, that step is a one-in-a-hundred draw on top of
+    everything else the example had to get right, while trying each step in turn costs a
+    fraction of a millisecond per run against hypothesis's milliseconds per example. The
+    failing schedule is recorded in the program, so shrinking replays it like any other."""
+
+    def teardown(self: Any) -> None:
+        prog = self.program
+        if self.run().finding is not None or len({c.cpu for c in prog.ops}) < 2:
+            return
+        search = explore_calls(
+            kernel,
+            trusted_calls(prog, kernel),
+            prog.inject,
+            max_runs=schedules,
+            max_switches=1,
+            wanted=lambda f: f.title not in ignored,
+        )
+        found = search.found
+        if found is None or found.finding is None:
+            return
+        self.result = found
+        failure = _failure_type(found.finding.spec_id)(found.finding, self._session.record(prog, found))
+        if on_failure is not None:
+            on_failure(failure)
+        raise failure
+
+    return teardown
+
+
+@functools.cache
+def _failure_type(spec_id: str) -> type[FuzzkitFailure]:
+    """One exception type per SPEC id: hypothesis tells bugs apart by exception type and
+    place, and every schedule-search failure is raised from the same place."""
+    return type(f"FuzzkitFailure_{spec_id}", (FuzzkitFailure,), {})
+
+
 def campaign(
     session: Session,
     target: Target,
@@ -197,18 +279,42 @@ def campaign(
     max_findings: int = 20,
 ) -> list[FuzzkitFailure]:
     """Run the state machine until ``examples`` are spent; after each failure (hypothesis
-    stops at one) the bug's title is added to the ignore list and the search goes on."""
+    stops at one) the bug's title is added to the ignore list and the search goes on.
+
+    A campaign does not let hypothesis shrink: triage minimizes every finding anyway, within
+    a replay budget and knowing what a schedule is, while hypothesis re-runs each candidate's
+    schedule search and can spend minutes on one race."""
     found: list[FuzzkitFailure] = []
     seen = set(known)
     budget = examples
+    spent = [0]
     while budget > 0 and len(found) < max_findings:
         last: list[FuzzkitFailure] = []
-        machine = state_machine(
-            target.arch, target.revision, target.cpus, session=session, known=seen, on_failure=last.append
+        base = state_machine(
+            target.arch,
+            target.revision,
+            target.cpus,
+            session=session,
+            ops=target.ops,
+            known=seen,
+            on_failure=last.append,
         )
+
+        class Counted(base):  # type: ignore[valid-type, misc]
+            def __init__(self) -> None:
+                spent[0] += 1
+                super().__init__()
+
+        machine = Counted
+        before = spent[0]
         db = DirectoryBasedExampleDatabase(str(database)) if database is not None else None
         run_settings = settings(
-            settings.get_profile("fuzzkit-dev"), max_examples=budget, database=db, derandomize=False
+            settings.get_profile("fuzzkit-dev"),
+            max_examples=budget,
+            database=db,
+            derandomize=False,
+            phases=CAMPAIGN_PHASES,
+            report_multiple_bugs=False,
         )
         previous = hypothesis.core.global_force_seed
         hypothesis.core.global_force_seed = seed + len(found)  # type: ignore[assignment]
@@ -219,7 +325,7 @@ def campaign(
             failure = last[-1]  # hypothesis re-runs the minimal example last
             found.append(failure)
             seen.add(failure.finding.title)
-            budget -= max(1, budget // 4)  # the shrink spent examples too; keep the campaign bounded
+            budget -= max(1, spent[0] - before)
         finally:
             hypothesis.core.global_force_seed = previous
     return found

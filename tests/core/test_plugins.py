@@ -216,3 +216,16 @@ def test_registration_order_does_not_depend_on_install_order() -> None:
     b = load_registry(extra=[("pb", op_plugin("t.b")), ("pa", op_plugin("t.a"))])
     assert [o.id for o in a.op_table()] == [o.id for o in b.op_table()]
     assert a.fingerprint() == b.fingerprint()
+
+
+def test_a_name_no_installed_plugin_has_is_imported_as_a_module() -> None:
+    reg = load_registry(enable=["variants.scx_single_retry"])
+    assert "variants.scx_single_retry" in [p.name for p in reg.plugins]
+    assert reg.replacements["scx_arena_alloc"].plugin == "variants.scx_single_retry"
+
+
+def test_an_unimportable_plugin_name_is_an_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"no plugin named 'nosuch\.variant'.*no module 'nosuch'"):
+        load_registry(enable=["nosuch.variant"])
+    with pytest.raises(ConfigError, match="has no attribute 'missing'"):
+        load_registry(enable=["variants.scx_single_retry:missing"])

@@ -8,7 +8,7 @@ import pytest
 from helpers import program
 
 from fuzzkit import ConfigError
-from fuzzkit.engines.campaign import FindingSink, prepare_corpus, slug
+from fuzzkit.engines.campaign import FindingSink, Target, prepare_corpus, slug
 from fuzzkit.program import load
 from fuzzkit.runner import Session
 
@@ -54,3 +54,15 @@ def test_hypothesis_throughput_counts_examples(session: Session) -> None:
     from fuzzkit.bench import hypothesis_throughput
 
     assert hypothesis_throughput(session, "x86", "fixed", 2, 5) > 0
+
+
+def test_focus_keeps_the_matching_ops_and_what_creates_their_handles(session: Session) -> None:
+    full = session.kernel("x86", "fixed", 2)
+    focused = Target("x86", "fixed", 2, ("scx.alloc",)).kernel(session)
+    assert list(focused.ops) == ["arena.create", "scx.alloc", "scx.reg_cid", "struct_ops.load"]
+    assert focused.fingerprint != full.fingerprint
+    assert Target("x86", "fixed", 2, ("arena.*",)).kernel(session).ops.keys() == {
+        k for k in full.ops if k.startswith("arena.")
+    }
+    with pytest.raises(ConfigError, match=r"--ops 'nosuch\.\*' matches no op"):
+        Target("x86", "fixed", 2, ("nosuch.*",)).kernel(session)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from fuzzkit import ProgramError
-from fuzzkit.engines.codec import INJECT_TAG, MAX_OPS, SWITCH_TAG, Codec
+from fuzzkit.engines.codec import COUNT_WIDE, INJECT_TAG, MAX_COUNT, MAX_OPS, SWITCH_TAG, Codec
 from fuzzkit.generate import random_program
 from fuzzkit.program import OpCall, Program, resolve
 from fuzzkit.runner import Session
@@ -26,6 +26,27 @@ def test_decode_of_encode_is_identity(codec: Codec) -> None:
         prog.switches = [s for i, s in enumerate(prog.switches) if i == 0 or s[0] > prog.switches[i - 1][0]]
         prog.inject = [("alloc_page", rng.randrange(1, 9)), ("arena_spin_lock", 3)]
         assert codec.decode(codec.encode(prog)) == prog
+    # Counts of one byte and of three, at the edges of each width.
+    wide = Program(
+        arch="x86", revision="fixed", cpus=2, ops=codec.decode(bytes(18)).ops[:1],
+        switches=[(1, 1), (COUNT_WIDE, 0), (COUNT_WIDE + 1, 1), (70_000, 0), (MAX_COUNT, 1)],
+        inject=[("alloc_page", COUNT_WIDE + 1), ("alloc_page", MAX_COUNT)],
+    )  # fmt: skip
+    assert codec.decode(codec.encode(wide)) == wide
+
+
+def test_random_switches_and_injections_land_where_runs_reach(codec: Codec) -> None:
+    # A program of 32 ops runs about a hundred steps and reaches an injection point a few
+    # times: a random count must usually be that small, or mutations waste their runs.
+    rng = random.Random(3)
+    steps, nths = [], []
+    for _ in range(300):
+        prog = codec.decode(bytes(rng.randrange(256) for _ in range(200)))
+        steps += [s for s, _ in prog.switches]
+        nths += [n for _, n in prog.inject]
+    assert steps and nths
+    assert sum(s <= COUNT_WIDE for s in steps) / len(steps) > 0.5
+    assert sum(n <= COUNT_WIDE for n in nths) / len(nths) > 0.85
 
 
 def test_any_bytes_decode_to_a_valid_program(codec: Codec) -> None:
@@ -62,9 +83,11 @@ def test_one_flipped_bit_outside_a_tag_changes_one_op(codec: Codec) -> None:
 
 def test_truncated_and_malformed_records_are_dropped_not_fatal(codec: Codec) -> None:
     assert codec.decode(b"").ops == []
-    assert codec.decode(bytes((SWITCH_TAG, 4, 0, 1, SWITCH_TAG, 2, 0, 0))).switches == [(5, 1)]
-    twice = bytes((INJECT_TAG, 0, 0, 0, INJECT_TAG, 0, 0, 0))
+    assert codec.decode(bytes((SWITCH_TAG, 4, 1, SWITCH_TAG, 2, 0))).switches == [(5, 1)]
+    twice = bytes((INJECT_TAG, 0, 0, INJECT_TAG, 0, 0))
     assert codec.decode(twice).inject == [(codec.kernel.injection_points[0], 1)]
+    # A wide count cut short reads its missing bytes as zero.
+    assert codec.decode(bytes((SWITCH_TAG, COUNT_WIDE))).switches == [(COUNT_WIDE + 1, 0)]
 
 
 def test_encode_refuses_what_it_cannot_represent(codec: Codec) -> None:
@@ -72,6 +95,8 @@ def test_encode_refuses_what_it_cannot_represent(codec: Codec) -> None:
         codec.encode(Program(ops=[OpCall(0, "nope.op")]))
     with pytest.raises(ProgramError, match="more than the codec's"):
         codec.encode(Program(ops=[OpCall(0, "arena.create")] * (MAX_OPS + 1)))
+    with pytest.raises(ProgramError, match=r"switch step \d+ is beyond the codec's"):
+        codec.encode(Program(ops=[OpCall(0, "arena.create")], switches=[(MAX_COUNT + 1, 1)]))
 
 
 def test_dictionary_has_every_op_header_and_injection_point(codec: Codec) -> None:

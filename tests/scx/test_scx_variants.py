@@ -13,8 +13,9 @@ from fuzzkit_scx.genalloc import bitmap_find_next_zero_area
 from fuzzkit_scx.sched import ScxSched
 from helpers import Op, program, run
 from scx_helpers import REG, alloc, preempted, the_arena, the_sched, variant
+from variants import scx_single_retry as retry
 
-from fuzzkit import PAGE_SHIFT, PAGE_SIZE, Cpu, Machine, RunResult, Steps
+from fuzzkit import PAGE_SIZE, Cpu, Machine, RunResult, Steps
 from fuzzkit.explore import explore
 from fuzzkit.program import load
 from fuzzkit.runner import Session
@@ -31,22 +32,9 @@ def assert_finding(r: RunResult, title: str) -> None:
 # -- R25: a single retry instead of the loop ---------------------------------------------------------
 
 
-def scx_arena_alloc_single_retry(m: Machine, cpu: Cpu, sch: ScxSched, size: int) -> Steps:
-    """Allocate; on failure grow once and try once more."""
-    if sch.pool is None:
-        return 0
-    kern_va: int = yield from m.k.gen_pool_alloc(m, cpu, sch.pool, size)
-    if kern_va:
-        return kern_va
-    page_cnt = max(SCX_ARENA_GROW_PAGES, (size + PAGE_SIZE - 1) >> PAGE_SHIFT)
-    if (yield from m.k.scx_arena_grow(m, cpu, sch, page_cnt)):
-        return 0
-    kern_va = yield from m.k.gen_pool_alloc(m, cpu, sch.pool, size)
-    return kern_va
-
-
 def single_retry() -> Session:
-    return variant("retry once after growing", scx_arena_alloc=scx_arena_alloc_single_retry)
+    """The variant module's replacement (tests/variants/scx_single_retry.py), in-process."""
+    return variant(retry.REASON, scx_arena_alloc=retry.scx_arena_alloc_single_retry)
 
 
 def test_R25_single_retry_fails_although_the_arena_had_room_where_the_loop_does_not(session: Session) -> None:
