@@ -146,7 +146,14 @@ def _registry(plugin_flags: Sequence[str]):  # type: ignore[no-untyped-def]
 
 
 def coverage_modules(plugin_modules: Sequence[str]) -> list[str]:
-    """The modules to instrument: each plugin's ``FUZZKIT_COVERAGE`` or all its modules."""
+    """The modules to instrument: each plugin's ``FUZZKIT_COVERAGE`` or all its modules.
+
+    A plugin lists the modules holding its kernel paths, whose branches are the mechanism's
+    decisions, and leaves out code that runs on every step and decides nothing (memory
+    accessors and address arithmetic, bit helpers, objects, operations, oracles), as the
+    kernel sets ``KCOV_INSTRUMENT_foo.o := n`` for hot helpers: each trace call costs about
+    as much as twenty bytecodes, and an instrumented generator pays one on every step that
+    resumes it through a ``yield from``."""
     chosen = []
     for top in plugin_modules:
         declared = getattr(sys.modules.get(top), "FUZZKIT_COVERAGE", None)

@@ -150,8 +150,11 @@ class Call:
     args: dict[str, Any]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Cpu:
+    """One emulated CPU. Compared by identity, as it is one object per run: the scheduler
+    asks ``cpu in runnable`` on every step with a choice."""
+
     id: int
     queue: deque[Call] = field(default_factory=deque)
     gen: Steps | None = None
@@ -244,6 +247,8 @@ class Machine:
         self._fault_path = kernel.fault_path
         self._valid = self.arch.valid_bit
         self._pfn_mask = self.arch.pfn_mask
+        #: CPUs sleeping in mutex_lock(): while there are none, every CPU with work can run.
+        self._sleepers = 0
 
     # -- injected failures ---------------------------------------------------------------
 
@@ -253,7 +258,8 @@ class Machine:
         self._inject_counts[point] = nth
         if self.choices.fire(point, nth):
             self.injected.append((point, nth))
-            self.note(f"inject {point}#{nth}")
+            if self._notes is not None:
+                self._notes.append(f"inject {point}#{nth}")
             return True
         return False
 
@@ -269,7 +275,9 @@ class Machine:
         return objs[index] if objs is not None and index < len(objs) else None
 
     def note(self, text: str) -> None:
-        """Attach ``text`` to the current step of the trace (no-op when not tracing)."""
+        """Attach ``text`` to the current step of the trace (no-op when not tracing). The
+        machine's own notes test ``_notes`` first instead, so that an untraced run does not
+        format them."""
         if self._notes is not None:
             self._notes.append(text)
 
@@ -288,7 +296,8 @@ class Machine:
         for check in self._on_page_free:
             check(self, cpu, page)
         page.freed = True
-        self.note(f"free pfn {page.pfn:#x}")
+        if self._notes is not None:
+            self._notes.append(f"free pfn {page.pfn:#x}")
 
     # -- kernel page table ---------------------------------------------------------------
 
@@ -353,7 +362,8 @@ class Machine:
                 tlb.pop(vpage).tlb_refs -= 1
         for check in self._on_tlb_flush:
             check(self, cpu, lo_vpage, hi_vpage)
-        self.note(f"tlb flush {lo_vpage << PAGE_SHIFT:#x}+{(hi_vpage - lo_vpage)}p")
+        if self._notes is not None:
+            self._notes.append(f"tlb flush {lo_vpage << PAGE_SHIFT:#x}+{(hi_vpage - lo_vpage)}p")
 
     def translate(self, cpu: Cpu, vpage: int) -> Page | None:
         """Hardware translation: the TLB first, then a walk that fills it."""
@@ -394,11 +404,25 @@ class Machine:
         KFENCE, OOPS). A RETRY outcome re-executes the access, as the CPU would; a handler
         that never makes progress shows up as an op that exceeds its step budget (I16)."""
         vpage = addr >> PAGE_SHIFT
+        tlb = cpu.tlb
         while True:
-            page = self.translate(cpu, vpage)
+            # translate() and touch(), inlined: this is the access nearly every step makes.
+            page = tlb.get(vpage)
+            if page is None:
+                pte = self.ptes.get(vpage, 0)
+                if pte & self._valid:
+                    page = tlb[vpage] = self.pages[(pte & self._pfn_mask) >> PAGE_SHIFT]
+                    page.tlb_refs += 1
             if page is not None:
-                v = self.touch(cpu, page, vpage, addr, write, value, how)
-                yield "store" if write else "load"
+                for check in self._on_access:
+                    check(self, cpu, vpage, page, write, how)
+                word = (addr & 0xFFF) >> 3
+                if write:
+                    page.data[word] = v = value
+                    yield "store"
+                else:
+                    v = page.data.get(word, 0)
+                    yield "load"
                 return "ok", v
             yield "fault"
             fault = Fault(addr, write, self.arch.missing_fault, extable=extable, prefetch=prefetch)
@@ -421,17 +445,21 @@ class Machine:
             cpu.fault = outer
         for check in self._on_fault_done:
             check(self, cpu, fault, outcome)
-        self.note(f"fault {fault.addr:#x} {fault.kind}: {outcome}")
+        if self._notes is not None:
+            self._notes.append(f"fault {fault.addr:#x} {fault.kind}: {outcome}")
         return outcome
 
     # -- locks ---------------------------------------------------------------------------
 
     def mutex_lock(self, cpu: Cpu, lock: Mutex) -> Steps:
         """Sleep until ``lock`` is free, then take it (one atomic step)."""
-        while lock.owner is not None:
+        if lock.owner is not None:
             cpu.waiting = lock
-            yield f"wait {lock.name}"
-        cpu.waiting = None
+            self._sleepers += 1
+            while lock.owner is not None:
+                yield f"wait {lock.name}"
+            cpu.waiting = None
+            self._sleepers -= 1
         lock.owner = cpu.id
         yield f"lock {lock.name}"
 
@@ -445,7 +473,10 @@ class Machine:
 
         This loop is the per-step hot path: everything it needs is bound to locals first,
         and one step is a handful of attribute reads, the choice (only when two or more
-        CPUs can run) and one ``send`` into the running op."""
+        CPUs can run) and one ``send`` into the running op. A CPU can run when it has work
+        (an op in flight or queued) and does not sleep on a lock that is still held; CPUs
+        only ever run out of work (queues are never refilled), so the ones with work are kept
+        in ``active``, and the sleep test is skipped while nobody sleeps."""
         finding = None
         cpu: Cpu | None = None
         cpus = self.cpus
@@ -454,40 +485,42 @@ class Machine:
         tracing = self.trace is not None
         op_done = self._on_op_done
         results = self.results
+        switches = self.switches
+        injected = self.injected
+        step = self.step
+        # Replaced, never changed in place: a choice source may hold on to ``runnable``.
+        active = [c for c in cpus if c.gen is not None or c.queue]
         try:
-            while True:
-                runnable = [
-                    c
-                    for c in cpus
-                    if (c.gen is not None or c.queue) and (c.waiting is None or c.waiting.owner is None)
-                ]
-                if not runnable:
-                    stuck = [c for c in cpus if c.gen is not None]
-                    if stuck:
-                        cpu = stuck[0]
+            while active:
+                if self._sleepers:
+                    runnable = [c for c in active if c.waiting is None or c.waiting.owner is None]
+                    if not runnable:
+                        # Everyone with work sleeps, so each is inside mutex_lock().
+                        cpu = active[0]
                         lock = cpu.waiting.name if cpu.waiting else "?"
                         raise Violation(
                             "I16", "deadlock: a CPU sleeps on a lock forever", f"cpu{cpu.id} on {lock}"
                         )
-                    break
-                step = self.step = self.step + 1
+                else:
+                    runnable = active
+                step = self.step = step + 1
                 if len(runnable) == 1:
                     cpu = runnable[0]
                 else:
                     default = cpu if cpu in runnable else runnable[0]
                     cpu = pick(step, runnable, default)
                     if cpu is not default:
-                        self.switches.append((step, cpu.id))
+                        switches.append((step, cpu.id))
                 gen = cpu.gen
                 if gen is None:
                     call = cpu.call = cpu.queue.popleft()
                     cpu.op_steps = 0
-                    cpu.injected_at_start = len(self.injected)
+                    cpu.injected_at_start = len(injected)
                     gen = cpu.gen = call.spec.executor(self, cpu, call.args)
                 else:
                     call = cpu.call  # type: ignore[assignment]
-                cpu.op_steps += 1
-                if cpu.op_steps > budget:
+                op_steps = cpu.op_steps = cpu.op_steps + 1
+                if op_steps > budget:
                     raise Violation(
                         "I16", "operation did not finish within its step budget", f"{budget} steps"
                     )
@@ -495,10 +528,12 @@ class Machine:
                     label = gen.send(None)
                 except StopIteration as stop:
                     cpu.gen = None
+                    if not cpu.queue:
+                        active = [c for c in active if c is not cpu]
                     label = "done"
-                    results[call.index] = stop.value
+                    value = results[call.index] = stop.value
                     for check in op_done[call.spec.id]:
-                        check(self, cpu, call, stop.value)
+                        check(self, cpu, call, value)
                 if tracing:
                     self._record(cpu, call, label)
         except Violation as v:

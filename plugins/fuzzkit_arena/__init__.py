@@ -2,7 +2,8 @@
 
 Implements SPEC rules R1-R20 (modules: ``arena`` objects and address arithmetic,
 ``range_tree``, ``kernel`` paths as named primitives, ``ops``) and registers oracles for
-I1, I3-I9, I11-I13, I15, I16 (``invariants``). I2 and I14 are the core's; I10 is arm64's.
+I1, I3-I9, I11-I13, I15, I16 (``invariants``, with I12's ``reference`` model). I2 and I14 are
+the core's; I10 is arm64's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from fuzzkit_arena.ops import OPS
 
 hookimpl = pluggy.HookimplMarker("fuzzkit")
 
-#: Modules whose branches are the kernel paths the atheris engine steers by.
+#: Modules whose branches are the kernel paths the atheris engine steers by: not the objects,
+#: the ops or the oracles (with their reference model), which decide nothing about the mechanism.
 FUZZKIT_COVERAGE = ("fuzzkit_arena.kernel", "fuzzkit_arena.range_tree")
 
 

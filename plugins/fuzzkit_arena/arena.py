@@ -8,11 +8,13 @@ user range never crosses a 4 GiB boundary, so the low 32 bits are contiguous.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fuzzkit import PAGE_SHIFT, PAGE_SIZE, Machine, Mutex, Page
-from fuzzkit_arena.range_tree import RangeTree, ReferenceRanges
+from fuzzkit import PAGE_SHIFT, PAGE_SIZE, Cpu, Frame, Machine, Mutex, Page
+from fuzzkit_arena.range_tree import RangeTree
+from fuzzkit_arena.reference import ReferenceRanges
 
 SZ_4G = 1 << 32
 GUARD_SZ = 64 << 10
@@ -36,7 +38,33 @@ def clear_lo32(value: int) -> int:
     return value & ~0xFFFFFFFF
 
 
-@dataclass
+def bpf_map_alloc_pages(m: Machine, cpu: Cpu, owner: str, page_cnt: int) -> list[Page]:
+    """kernel/bpf/syscall.c: ``page_cnt`` pages for ``owner``, or none at all: a failure part
+    way gives back the partial batch itself. A helper the arena calls, not an arena path, so
+    it sits here, outside atheris's coverage: the arena's branch on the result is the
+    decision."""
+    pages: list[Page] = []
+    for _ in range(page_cnt):
+        page = m.alloc_page(owner)
+        if page is None:
+            for p in pages:
+                m.free_page(cpu, p)
+            return []
+        pages.append(page)
+    return pages
+
+
+def violation_text(write: bool, arena: Arena | None, offset: int, stack: Sequence[Frame]) -> str:
+    """R18's report line: the access, the address rebased to the user view of ``arena`` (the
+    main program's; 0 without one) and the call chain, innermost first. Here rather than in
+    the kernel module: formatting is no path through the mechanism, and atheris would count
+    every frame of the chain as a branch."""
+    addr = (clear_lo32(arena.user_vm_start) if arena is not None else 0) + offset
+    chain = " <- ".join([f.prog.name if f.prog is not None else f.kind for f in reversed(stack)])
+    return f"ERROR: Arena {'WRITE' if write else 'READ'} access at unmapped address {addr:#x} [{chain}]"
+
+
+@dataclass(slots=True)
 class Stream:
     """A program's BPF_STDERR stream (kernel/bpf/stream.c) with bounded capacity."""
 
@@ -53,11 +81,12 @@ class Stream:
             m.note(f"stream full, dropped: {text}")
             return False
         self.lines.append(text)
-        m.note(f"stream: {text}")
+        if m.trace is not None:  # formatted only for a trace: a push is on the fault path
+            m.note(f"stream: {text}")
         return True
 
 
-@dataclass
+@dataclass(slots=True)
 class BpfProg:
     """A loaded BPF program. Subprograms share their main program's aux (arena, stream)."""
 

@@ -14,7 +14,15 @@ step (DESIGN principle 3).
 from __future__ import annotations
 
 from fuzzkit import PAGE_SHIFT, PAGE_SIZE, RETRY, Cpu, Fault, Machine, Page, Steps
-from fuzzkit_arena.arena import BPF_F_SEGV_ON_FAULT, Arena, BpfProg, clear_lo32
+from fuzzkit_arena.arena import (
+    BPF_F_SEGV_ON_FAULT,
+    Arena,
+    BpfProg,
+    bpf_map_alloc_pages,
+    clear_lo32,
+    violation_text,
+)
+from fuzzkit_arena.reference import rt_clear, rt_set
 
 EBUSY = -16
 EINVAL = -22
@@ -52,25 +60,6 @@ def range_tree_clear(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
 
 def range_tree_set(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
     return arena.rt.set(m, pgoff, n)
-
-
-# The arena code reaches the range tree through these two, which also move the I12
-# reference model on success, so a replaced range-tree primitive is still judged against
-# what the operation meant to do.
-
-
-def rt_clear(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
-    ret: int = m.k.range_tree_clear(m, arena, pgoff, n)
-    if ret == 0:
-        arena.ref.take(pgoff, n)
-    return ret
-
-
-def rt_set(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
-    ret: int = m.k.range_tree_set(m, arena, pgoff, n)
-    if ret == 0:
-        arena.ref.release(pgoff, n)
-    return ret
 
 
 # -- PTE callbacks (R4, R7, R15) ---------------------------------------------------------------
@@ -143,13 +132,7 @@ def bpf_prog_find_from_stack(m: Machine, cpu: Cpu) -> BpfProg | None:
 def report_arena_violation(m: Machine, cpu: Cpu, prog: BpfProg, write: bool, offset: int) -> None:
     """R18: report to the main program's stderr stream with the rebased address."""
     main = prog.main_prog()
-    arena = main.arena
-    base = clear_lo32(arena.user_vm_start) if arena is not None else 0
-    stack = " <- ".join(f.prog.name if f.prog is not None else f.kind for f in reversed(cpu.stack))
-    text = (
-        f"ERROR: Arena {'WRITE' if write else 'READ'} access at unmapped address {base + offset:#x} [{stack}]"
-    )
-    main.stream.push(m, cpu.id, text)
+    main.stream.push(m, cpu.id, violation_text(write, main.arena, offset, cpu.stack))
 
 
 def bpf_arena_handle_page_fault(m: Machine, cpu: Cpu, fault: Fault) -> Steps:
@@ -247,15 +230,7 @@ def arena_alloc_pages(
     uaddr32 = (arena.user_vm_start + pgoff * PAGE_SIZE) & 0xFFFFFFFF
     first = (arena.kbase + uaddr32) >> PAGE_SHIFT
     mapped = 0
-    pages: list[Page] = []
-    for _ in range(page_cnt):
-        page = m.alloc_page(arena.name)
-        if page is None:  # bpf_map_alloc_pages() gives back a partial batch itself
-            for p in pages:
-                m.free_page(cpu, p)
-            pages = []
-            break
-        pages.append(page)
+    pages = bpf_map_alloc_pages(m, cpu, arena.name, page_cnt)
     if len(pages) == page_cnt:
         for i, page in enumerate(pages):
             if (yield from k.apply_range_set_cb(m, cpu, arena, first + i, page)):

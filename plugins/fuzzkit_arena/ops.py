@@ -24,7 +24,8 @@ from fuzzkit_arena.arena import (
     Arena,
     BpfProg,
 )
-from fuzzkit_arena.kernel import report_arena_violation, rt_set
+from fuzzkit_arena.kernel import report_arena_violation
+from fuzzkit_arena.reference import rt_set
 
 FLAGS = {
     "mmapable": BPF_F_MMAPABLE,
@@ -215,15 +216,20 @@ WHERE = ("slot", "upper_guard", "lower_guard", "outside", "kfence")
 
 def _stack(m: Machine, arena: Arena, kind: str) -> list[Frame]:
     prog = arena.prog
-    sub = BpfProg(f"{prog.name}.sub", arena, main=prog)
-    frames = {
-        "main": [Frame("bpf_main", prog)],
-        "main_sub": [Frame("bpf_main", prog), Frame("bpf_sub", sub)],
-        "sub_only": [Frame("bpf_sub", sub)],
-        "none": [],
-        "main_no_arena": [Frame("bpf_main", BpfProg("noarena.prog", None))],
-        "other_arena": [Frame("bpf_main", m.handle("prog", (arena.index + 1) % len(m.handles["prog"])))],
-    }[kind]
+    if kind == "main":
+        frames = [Frame("bpf_main", prog)]
+    elif kind == "main_sub":
+        frames = [Frame("bpf_main", prog), Frame("bpf_sub", BpfProg(f"{prog.name}.sub", arena, main=prog))]
+    elif kind == "sub_only":
+        frames = [Frame("bpf_sub", BpfProg(f"{prog.name}.sub", arena, main=prog))]
+    elif kind == "none":
+        frames = []
+    elif kind == "main_no_arena":
+        frames = [Frame("bpf_main", BpfProg("noarena.prog", None))]
+    elif kind == "other_arena":
+        frames = [Frame("bpf_main", m.handle("prog", (arena.index + 1) % len(m.handles["prog"])))]
+    else:
+        raise KeyError(kind)
     return [Frame("kernel"), *frames, Frame("kfunc")]
 
 

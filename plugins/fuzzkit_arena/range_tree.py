@@ -1,12 +1,12 @@
-"""The arena's range tree (kernel/bpf/range_tree.c) and an independent reference model.
+"""The arena's range tree (kernel/bpf/range_tree.c).
 
 The kernel keeps the *free* page offsets of an arena as a set of disjoint intervals. Marking
 a range TAKEN (``range_tree_clear``) can split an interval, and marking it FREE
 (``range_tree_set``) can add one: both may need a new node, and that allocation can fail
 (-ENOMEM, injection point ``range_tree_node_alloc``), in which case nothing changes.
 
-:class:`ReferenceRanges` is the oracle for I12: a bitmap of TAKEN offsets held in one Python
-int, so it shares no code or representation with :class:`RangeTree`.
+The I12 oracle judges it against :class:`fuzzkit_arena.reference.ReferenceRanges`, which
+shares no code or representation with it.
 """
 
 from __future__ import annotations
@@ -35,16 +35,6 @@ class RangeTree:
         """is_range_tree_set(): 0 when all of ``[start, start+n)`` is FREE, else -ESRCH."""
         i = bisect.bisect_right(self.starts, start) - 1
         return 0 if i >= 0 and self.ends[i] >= start + n else ESRCH
-
-    def free_mask(self, lo: int, hi: int) -> int:
-        """FREE offsets of ``[lo, hi)`` as bits (bit 0 is ``lo``)."""
-        mask = 0
-        i = bisect.bisect_right(self.ends, lo)
-        while i < len(self.starts) and self.starts[i] < hi:
-            s, e = max(self.starts[i], lo), min(self.ends[i], hi)
-            mask |= ((1 << (e - s)) - 1) << (s - lo)
-            i += 1
-        return mask
 
     def find(self, n: int) -> int:
         """range_tree_find(): best fit, the smallest free interval that holds ``n`` pages,
@@ -92,43 +82,3 @@ class RangeTree:
         self.starts[lo:hi] = [start]
         self.ends[lo:hi] = [end]
         return 0
-
-
-class ReferenceRanges:
-    """I12's reference: TAKEN offsets as bits of one int, over ``size`` pages."""
-
-    __slots__ = ("size", "taken")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.taken = 0
-
-    def all_free(self, start: int, n: int) -> bool:
-        return (self.taken >> start) & ((1 << n) - 1) == 0
-
-    def free_mask(self, lo: int, hi: int) -> int:
-        """FREE offsets of ``[lo, hi)`` as bits (bit 0 is ``lo``)."""
-        return ~(self.taken >> lo) & ((1 << (hi - lo)) - 1)
-
-    def take(self, start: int, n: int) -> None:
-        self.taken |= ((1 << n) - 1) << start
-
-    def release(self, start: int, n: int) -> None:
-        self.taken &= ~(((1 << n) - 1) << start)
-
-    def best_fit(self, n: int) -> int:
-        """Smallest free run holding ``n`` pages, lowest offset on ties; -1 when none."""
-        best, best_len = -1, 0
-        bits, pos, size = self.taken, 0, self.size
-        while pos < size:
-            rest = bits >> pos
-            if rest & 1:
-                free = ~rest
-                pos += (free & -free).bit_length() - 1 if free else size
-                continue
-            run = (rest & -rest).bit_length() - 1 if rest else size - pos
-            run = min(run, size - pos)
-            if run >= n and (best < 0 or run < best_len):
-                best, best_len = pos, run
-            pos += run
-        return best

@@ -2,12 +2,14 @@
 
 Implements SPEC R22-R27 on top of the ``arena`` and ``struct_ops`` plugins:
 
-* ``genalloc``: lib/genalloc.c, the 8-byte-granule first-fit pool with its BUGs (R23);
+* ``genalloc``: lib/genalloc.c, the 8-byte-granule first-fit pool with its BUGs (R23), over
+  ``bitmap``, lib/bitmap.c's bit arithmetic;
 * ``arena_pool``: kernel/sched/ext/arena.c, growing the pool from the arena at kernel
   addresses, the allocation loop, free and destroy (R24-R26);
 * ``sched``: cid-form registration needing exactly one arena (R22), the per-CPU scratch
   cmasks and ``ops.set_cmask`` under the rq lock (R27);
-* ``cmask``: struct scx_cmask in arena memory, the kernel's conversion and the BPF helpers;
+* ``cmask``: the kernel's conversion into a struct scx_cmask and the BPF helpers, over
+  ``cmask_layout``, the layout and word accessors;
 * ``ops`` and ``invariants``: operations, and the oracles for I16 (the loop), I17, I18 and
   the R27 hazard.
 
@@ -25,7 +27,9 @@ from fuzzkit_scx.ops import OPS
 
 hookimpl = pluggy.HookimplMarker("fuzzkit")
 
-#: Modules whose branches are the kernel paths the atheris engine steers by.
+#: Modules whose branches are the kernel paths the atheris engine steers by. ``cmask_layout``
+#: and ``bitmap`` are left out on purpose: accessors and bit arithmetic that run on every
+#: cmask access and allocation and decide nothing.
 FUZZKIT_COVERAGE = (
     "fuzzkit_scx.genalloc",
     "fuzzkit_scx.arena_pool",

@@ -19,15 +19,19 @@ Some facts about genalloc the model keeps:
   task; the I17 oracle turns it into a finding.
 
 Bitmaps are Python ints (bit ``i`` is granule ``i``); the 64-bit word structure only matters
-for the per-word atomic steps.
+for the per-word atomic steps. The bit arithmetic itself is lib/bitmap.c's, in
+:mod:`fuzzkit_scx.bitmap`.
 """
 
 from __future__ import annotations
 
 from fuzzkit import Cpu, Machine, Mutex, Steps
+from fuzzkit_scx.bitmap import bitmap_find_next_zero_area, word_masks
+
+# for_each_set_bitrange(), re-exported: the pool's users and tests reach it through genalloc.
+from fuzzkit_scx.bitmap import set_bit_ranges as set_bit_ranges
 
 ENOMEM = -12
-BITS_PER_LONG = 64
 
 
 class KernelBug(Exception):
@@ -76,42 +80,16 @@ def gen_pool_add(m: Machine, cpu: Cpu, pool: GenPool, addr: int, size: int) -> S
     return 0
 
 
-def bitmap_find_next_zero_area(bits: int, size: int, start: int, nr: int) -> int:
-    """lib/bitmap.c: the first run of ``nr`` clear bits at or after ``start`` below ``size``;
-    a value past ``size - nr`` when there is none."""
-    while True:
-        inverted = ~bits >> start
-        index = min(start + (inverted & -inverted).bit_length() - 1, size)
-        end = index + nr
-        if end > size:
-            return end
-        window = (bits >> index) & ((1 << nr) - 1)
-        if not window:
-            return index
-        start = index + (window & -window).bit_length()
-
-
 def gen_pool_first_fit(m: Machine, cpu: Cpu, bits: int, size: int, start: int, nr: int) -> int:
     """The pool's default algorithm (genpool_algo_t)."""
     return bitmap_find_next_zero_area(bits, size, start, nr)
-
-
-def _word_masks(start: int, nr: int) -> list[int]:
-    """The per-word masks of bits ``[start, start + nr)``, lowest word first."""
-    masks = []
-    pos, end = start, start + nr
-    while pos < end:
-        hi = min(end, (pos // BITS_PER_LONG + 1) * BITS_PER_LONG)
-        masks.append(((1 << (hi - pos)) - 1) << pos)
-        pos = hi
-    return masks
 
 
 def bitmap_set_ll(m: Machine, chunk: Chunk, start: int, nr: int) -> Steps:
     """Set the bits word by word, each with a cmpxchg that refuses (-EBUSY) when one of its
     bits is already set. Returns how many bits were left unset (0: all set)."""
     left = nr
-    for mask in _word_masks(start, nr):
+    for mask in word_masks(start, nr):
         if chunk.bits & mask:
             yield "set_bits_ll busy"
             return left
@@ -125,7 +103,7 @@ def bitmap_clear_ll(m: Machine, chunk: Chunk, start: int, nr: int) -> Steps:
     """Clear the bits word by word; a word with one of them already clear stops it (-EBUSY).
     Returns how many bits were left uncleared."""
     left = nr
-    for mask in _word_masks(start, nr):
+    for mask in word_masks(start, nr):
         if chunk.bits & mask != mask:
             yield "clear_bits_ll busy"
             return left
@@ -186,16 +164,3 @@ def gen_pool_destroy(m: Machine, cpu: Cpu, pool: GenPool) -> None:
         if chunk.bits:
             raise KernelBug("gen_pool_destroy with outstanding allocations")
     pool.destroyed = True
-
-
-def set_bit_ranges(bits: int, end_bit: int) -> list[tuple[int, int]]:
-    """for_each_set_bitrange(): the ``[b, e)`` runs of set bits below ``end_bit``."""
-    runs = []
-    bits &= (1 << end_bit) - 1
-    while bits:
-        b = (bits & -bits).bit_length() - 1
-        rest = ~bits >> b
-        e = b + (rest & -rest).bit_length() - 1
-        runs.append((b, e))
-        bits &= ~(((1 << (e - b)) - 1) << b)
-    return runs

@@ -13,9 +13,9 @@ from typing import Any
 
 from fuzzkit import Call, Cpu, Machine, Violation
 from fuzzkit_scx.arena_pool import CLAIMS, GROWTH
-from fuzzkit_scx.cmask import cmask_size, nr_words, padding_mask
+from fuzzkit_scx.cmask_layout import CMASK_LOG, cmask_size, nr_words, padding_mask
 from fuzzkit_scx.genalloc import Chunk
-from fuzzkit_scx.sched import CMASK_LOG, ScxSched
+from fuzzkit_scx.sched import ScxSched
 
 #: m.state key: chunks already checked against the arena claims.
 CHECKED = "scx.checked_chunks"
@@ -46,22 +46,33 @@ def i17_grants(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
     """A new grant overlaps no other outstanding one and lies inside a chunk of the pool.
     Outstanding grants are the scheduler's own records: a free takes its grant off them
     before it clears a bit, so a concurrent allocation of the space is no overlap."""
+    op = call.spec.id
+    if not (op == "scx.reg_cid" or (op == "scx.alloc" and isinstance(result, int) and result)):
+        return  # no new grant to judge
     sch = _sched(m, call, result)
     if sch is None or sch.dead or sch.pool is None:
         return
     size = (cmask_size(len(m.cpus)) + 7) & ~7
     outstanding = [(k, k + size) for k in sch.scratch]
     outstanding += [(k, k + ((n + 7) & ~7)) for k, n in sch.grants]
-    if call.spec.id == "scx.alloc" and isinstance(result, int) and result:
+    if op == "scx.alloc":
         new = [(result, result + ((call.args["size"] + 7) & ~7))]
-    elif call.spec.id == "scx.reg_cid":
-        new = outstanding[: len(sch.scratch)]
     else:
-        return
+        new = outstanding[: len(sch.scratch)]
+    # Plain loops rather than sum()/any() over generator expressions: this runs after every
+    # allocation, and a generator costs a frame per grant and chunk.
+    chunks = sch.pool.chunks
     for lo, hi in new:
-        if sum(a < hi and lo < b for a, b in outstanding) > 1:
+        overlapping = 0
+        for a, b in outstanding:
+            if a < hi and lo < b:
+                overlapping += 1
+        if overlapping > 1:  # the grant itself is among the outstanding ones
             raise Violation("I17", "overlapping gen_pool grants")
-        if not any(c.start_addr <= lo and hi - 1 <= c.end_addr for c in sch.pool.chunks):
+        for c in chunks:
+            if c.start_addr <= lo and hi - 1 <= c.end_addr:
+                break
+        else:
             raise Violation("I17", "gen_pool grant outside every chunk")
 
 
@@ -76,7 +87,10 @@ def i17_chunks(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
     for chunk in sch.pool.chunks:
         if chunk in checked:
             continue
-        if not any(lo <= chunk.start_addr and chunk.end_addr < hi for lo, hi in claims):
+        for lo, hi in claims:
+            if lo <= chunk.start_addr and chunk.end_addr < hi:
+                break
+        else:
             raise Violation("I17", "gen_pool chunk outside the arena pages the kernel allocated")
         checked.add(chunk)
 
@@ -104,14 +118,16 @@ def i18_cmask(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
     """Judge what the operation did to cmasks: no word at or past NR_WORDS(nr_cids) touched,
     no padding bit turned on, and the kernel address handed over as an arena address converts
     back to itself."""
-    log = m.state.get(CMASK_LOG, {}).pop(cpu.id, None)
+    logs = m.state.get(CMASK_LOG)
+    log = logs.pop(cpu.id, None) if logs is not None else None
     if not log:
         return
-    known: dict[int, tuple[int, int]] = {}
+    # cm -> (base, nr_cids, NR_WORDS(nr_cids)) of its last header access.
+    known: dict[int, tuple[int, int, int]] = {}
     for entry in log:
         kind = entry[0]
         if kind == "hdr":
-            known[entry[1]] = (entry[2], entry[3])
+            known[entry[1]] = (entry[2], entry[3], nr_words(entry[3]))
             continue
         if kind == "addr":
             _, sch, kern_va, uaddr = entry
@@ -121,16 +137,16 @@ def i18_cmask(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
         header = known.get(entry[1])
         if header is None:
             continue
-        base, nr = header
+        base, nr, words = header
         index = entry[2]
-        if index >= nr_words(nr):
+        if index >= words:
             raise Violation("I18", "cmask access at or past NR_WORDS(nr_cids)")
         if kind == "load":
             continue
         # Only bits this store turns on count: a BPF program may scribble over its own
         # arena memory, pool pages included, and a read-modify-write keeps what it found.
-        old, new = entry[3], entry[4]
-        if new & padding_mask(base, nr, index) & ~old:
+        turned_on = entry[4] & ~entry[3]
+        if turned_on and turned_on & padding_mask(base, nr, index):
             who = "kernel" if kind == "kstore" else "cmask helper"
             raise Violation("I18", f"{who} set a cmask padding bit")
 

@@ -22,9 +22,9 @@ from fuzzkit_struct_ops.struct_ops import StructOpsMap
 from fuzzkit import Cpu, Frame, Handle, Int, Machine, Steps
 from fuzzkit.holds import holding
 from fuzzkit_scx.arena_pool import GROWTH
-from fuzzkit_scx.cmask import CmaskCtx, Oops
+from fuzzkit_scx.cmask_layout import CmaskCtx, Oops, cmask_log
 from fuzzkit_scx.genalloc import KernelBug
-from fuzzkit_scx.sched import ROOT, ScxSched, cmask_log, enable_mutex, scx_call_op_set_cmask, scx_disable
+from fuzzkit_scx.sched import ROOT, ScxSched, enable_mutex, scx_call_op_set_cmask, scx_disable
 
 
 def kernel_task(steps: Steps) -> Steps:

@@ -14,14 +14,13 @@ from fuzzkit_struct_ops.struct_ops import StructOpsMap
 
 from fuzzkit import Cpu, Frame, Machine, Mutex, Steps
 from fuzzkit_scx.arena_pool import EINVAL, ENOMEM
-from fuzzkit_scx.cmask import CmaskCtx, cmask_size
+from fuzzkit_scx.cmask_layout import CmaskCtx, cmask_log, cmask_size
 from fuzzkit_scx.genalloc import GenPool
 
-#: m.state keys: the live scheduler, the enable mutex, per-CPU rq locks, I18 records per CPU.
+#: m.state keys: the live scheduler, the enable mutex, per-CPU rq locks.
 ROOT = "scx.root"
 ENABLE_MUTEX = "scx.enable_mutex"
 RQ_LOCKS = "scx.rq_locks"
-CMASK_LOG = "scx.cmask_log"
 
 
 class ScxSched:
@@ -54,13 +53,6 @@ def rq_lock(m: Machine, cpu: Cpu) -> Mutex:
     if locks is None:
         locks = m.state[RQ_LOCKS] = [Mutex(f"rq{c.id}.lock") for c in m.cpus]
     return locks[cpu.id]
-
-
-def cmask_log(m: Machine, cpu: Cpu) -> list[tuple[object, ...]]:
-    """A fresh I18 record for the operation this CPU runs."""
-    log: list[tuple[object, ...]] = []
-    m.state.setdefault(CMASK_LOG, {})[cpu.id] = log
-    return log
 
 
 def bpf_scx_reg_cid(m: Machine, cpu: Cpu, st_map: StructOpsMap) -> Steps:
@@ -135,7 +127,7 @@ def scx_call_op_set_cmask(m: Machine, cpu: Cpu, sch: ScxSched, cpumask: int) -> 
 
     If the scheduler freed the pool pages behind the scratch cmask, the kernel's first store
     faults with only kernel frames on the stack: the fault handler finds no program and the
-    kernel oopses (:class:`~fuzzkit_scx.cmask.Oops`)."""
+    kernel oopses (:class:`~fuzzkit_scx.cmask_layout.Oops`)."""
     prog = sch.st_map.links[0]
     if prog is None:
         return "no-op"  # !SCX_HAS_OP(set_cmask): the kernel builds nothing

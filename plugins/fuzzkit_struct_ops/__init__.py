@@ -1,8 +1,8 @@
 """fuzzkit subsystem plugin: struct_ops maps whose member programs reach arena memory.
 
-Implements SPEC R21 (``struct_ops``: maps, member programs with or without an arena, and the
-kernel entry points ``bpf_struct_ops_for_each_prog``, ``bpf_prog_arena`` and
-``bpf_arena_map_kern_vm_start`` as named primitives) and the callback operation that puts
+Implements SPEC R21 (``maps``: maps and member programs with or without an arena;
+``struct_ops``: the kernel entry points ``bpf_struct_ops_for_each_prog``, ``bpf_prog_arena``
+and ``bpf_arena_map_kern_vm_start`` as named primitives) and the callback operation that puts
 real kernel > main program > subprogram > kfunc frames on the emulated stack for the R15
 stack walk (``ops``). R22, registering a cid-form sched_ext scheduler from such a map, is
 sched_ext's ``->reg()`` and lives in the ``scx`` plugin on top of these primitives.
@@ -19,7 +19,8 @@ from fuzzkit_struct_ops.ops import OPS
 
 hookimpl = pluggy.HookimplMarker("fuzzkit")
 
-#: Modules whose branches are the kernel paths the atheris engine steers by.
+#: Modules whose branches are the kernel paths the atheris engine steers by: the entry points,
+#: not the maps (``maps``) or the operations.
 FUZZKIT_COVERAGE = ("fuzzkit_struct_ops.struct_ops",)
 
 

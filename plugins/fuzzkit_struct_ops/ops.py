@@ -18,7 +18,8 @@ from fuzzkit_arena.kernel import report_arena_violation
 
 from fuzzkit import FIXUP, PAGE_SIZE, Choice, Cpu, Frame, Handle, Int, Machine, Steps
 from fuzzkit.holds import holding
-from fuzzkit_struct_ops.struct_ops import MEMBERS, StructOpsMap, bpf_map_inc, struct_ops_map_free
+from fuzzkit_struct_ops.maps import MEMBERS, StructOpsMap
+from fuzzkit_struct_ops.struct_ops import bpf_map_inc, struct_ops_map_free
 
 #: Which arena each member program uses: "A" (argument ``arena``), "B" (argument ``other``)
 #: or "-" (none); "_" and members past the list are NULL. "A,B" with ``other`` naming the

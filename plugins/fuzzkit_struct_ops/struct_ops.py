@@ -1,10 +1,8 @@
-"""struct_ops maps and their member programs (kernel/bpf/bpf_struct_ops.c), with the kernel
-entry points the arena's kernel-side users build on (R21).
+"""The kernel entry points of struct_ops maps (kernel/bpf/bpf_struct_ops.c) the arena's
+kernel-side users build on (R21), and the maps' references to their arenas. The maps
+themselves are in :mod:`fuzzkit_struct_ops.maps`.
 
-A struct_ops map is a table of callbacks, its *members*; each member slot holds a loaded BPF
-program or is left NULL. A member program may use an arena (the verifier sets
-``prog->aux->arena`` when the program references an arena map) or not, and its subprograms
-share its aux. Through ``used_maps`` the programs hold a reference to every arena they use,
+Through ``used_maps`` the member programs hold a reference to every arena they use,
 so an arena outlives its user fd for as long as the map is loaded: the map takes one reference
 per arena here and drops it when unloaded, and the last reference runs ``arena_map_free``
 exactly as the arena plugin's own operations do.
@@ -18,32 +16,8 @@ from fuzzkit_arena.arena import Arena, BpfProg
 
 from fuzzkit import Cpu, Machine, Steps
 
-#: Member slots of the modelled ops table, in slot order (sched_ext_ops_cid names).
-MEMBERS = ("set_cmask", "enqueue", "dispatch")
-
-
-class StructOpsMap:
-    """A BPF_MAP_TYPE_STRUCT_OPS map with its member programs."""
-
-    def __init__(self, index: int, progs: list[BpfProg | None]) -> None:
-        self.index = index
-        self.name = f"struct_ops{index}"
-        #: ``st_map->links[i]->prog`` per member slot; None for a member left NULL.
-        self.links = progs
-        #: One subprogram per member program (same aux, so same arena and stream).
-        self.subs = [BpfProg(f"{p.name}.sub", p.arena, main=p) if p is not None else None for p in progs]
-        #: Distinct arenas the member programs use, in member order: the map's references.
-        self.arenas: list[Arena] = []
-        for prog in progs:
-            if prog is not None and prog.arena is not None and prog.arena not in self.arenas:
-                self.arenas.append(prog.arena)
-        #: The scheduler (or other subsystem object) registered from this map, if any.
-        self.attached: object | None = None
-        #: CPUs currently running one of the map's callbacks.
-        self.users = 0
-        self.unloaded = False
-        self.freed = False
-
+# The map, re-exported: subsystems built on struct_ops import it with the entry points.
+from fuzzkit_struct_ops.maps import StructOpsMap as StructOpsMap
 
 # -- R21: the kernel entry points -------------------------------------------------------------------
 
