@@ -9,7 +9,7 @@ default at index 0, so "simpler" always means "smaller index".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,19 @@ class Int:
     lo: int
     hi: int
     default: int | None = None
+    #: How far values reach on both sides of the default, and whether the longer side is
+    #: above it: fixed by the bounds, kept for :meth:`at` (the codec's hot path).
+    _near: int = field(init=False, repr=False, compare=False, default=0)
+    _up: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         if self.lo > self.hi:
             raise ValueError(f"empty Int domain [{self.lo}, {self.hi}]")
         if self.default is not None and not self.lo <= self.default <= self.hi:
             raise ValueError(f"default {self.default} outside [{self.lo}, {self.hi}]")
+        d = self.base()
+        object.__setattr__(self, "_near", min(self.hi - d, d - self.lo))
+        object.__setattr__(self, "_up", self.hi - d > d - self.lo)
 
     @property
     def size(self) -> int:
@@ -43,15 +50,13 @@ class Int:
     def at(self, index: int) -> int:
         """Value number ``index``: the default first, then alternately one above and one
         below it, then the rest of the longer side, so that small indexes stay near it."""
-        index %= self.size
-        d = self.base()
-        up, down = self.hi - d, d - self.lo
-        near = min(up, down)
+        index %= self.hi - self.lo + 1
+        d = self.lo if self.default is None else self.default
+        near = self._near
         if index <= 2 * near:
             k = (index + 1) // 2
             return d + k if index % 2 else d - k
-        rest = index - near
-        return d + rest if up > down else d - rest
+        return d + (index - near) if self._up else d - (index - near)
 
     def index(self, value: int) -> int:
         d = self.base()

@@ -13,6 +13,7 @@ instrumenting everything halves the execution rate.
 from __future__ import annotations
 
 import argparse
+import dis
 import gc
 import json
 import os
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fuzzkit.engines.campaign import FindingSink, Target, prepare_corpus, trusted_calls
+from fuzzkit.engines.campaign import FindingSink, Target, prepare_corpus
 from fuzzkit.engines.codec import Codec, write_dictionary
 from fuzzkit.errors import MissingFeature
 from fuzzkit.generate import random_program
@@ -164,19 +165,35 @@ def coverage_modules(plugin_modules: Sequence[str]) -> list[str]:
     return sorted(set(chosen))
 
 
+def _decides(code: types.CodeType) -> bool:
+    """Whether ``code`` (or code nested in it) branches on anything. A function without a
+    branch is one basic block, covered exactly when its caller's calling block is, so its
+    counter says nothing new; instrumented, a generator of that kind still pays a counter on
+    every step resumed through it."""
+    if any(i.opname in DECISIONS or "_IF_" in i.opname for i in dis.get_instructions(code)):
+        return True
+    return any(isinstance(c, types.CodeType) and _decides(c) for c in code.co_consts)
+
+
+#: Opcodes that branch besides the conditional jumps (``*_IF_*``): loops and ``except X``.
+DECISIONS = frozenset({"FOR_ITER", "CHECK_EXC_MATCH", "CHECK_EG_MATCH"})
+
+
 def _instrument(atheris: types.ModuleType, modules: Sequence[str]) -> int:
     count = 0
     for name in modules:
         module = sys.modules.get(name)
         for value in list(vars(module).values()) if module is not None else ():
             if isinstance(value, types.FunctionType) and value.__module__ == name:
-                atheris.instrument_func(value)
-                count += 1
+                fns = [value]
             elif isinstance(value, type) and value.__module__ == name:
-                for attr in vars(value).values():
-                    if isinstance(attr, types.FunctionType):
-                        atheris.instrument_func(attr)
-                        count += 1
+                fns = [a for a in vars(value).values() if isinstance(a, types.FunctionType)]
+            else:
+                continue
+            for fn in fns:
+                if _decides(fn.__code__):
+                    atheris.instrument_func(fn)
+                    count += 1
     return count
 
 
@@ -207,18 +224,20 @@ def child(argv: Sequence[str]) -> None:
     # finalizes them at moments that differ from one process to the next, running instrumented
     # code as it does, so coverage (and so what libFuzzer keeps) would differ between two runs
     # of the same seed. Collecting every GC_EVERY executions instead makes it a function of
-    # the inputs alone.
+    # the inputs alone. What exists now (modules, registry, kernel) lives as long as the
+    # process: frozen, the collections only walk what the runs left behind.
     gc.disable()
+    gc.freeze()
 
     def test_one_input(data: bytes) -> None:
         nonlocal execs
         execs += 1
         if execs % GC_EVERY == 0:
             gc.collect()
-        prog = codec.decode(data)
-        result = Machine(kernel, trusted_calls(prog, kernel), Replay(prog.switches, prog.inject)).run()
+        calls, switches, inject = codec.decode_run(data)
+        result = Machine(kernel, calls, Replay(switches, inject)).run()
         if result.finding is not None:
-            recorded = session.record(prog, result)
+            recorded = session.record(codec.decode(data), result)
             recorded.recorded_with = recorded_with
             sink.add(result.finding, recorded, execs)
 

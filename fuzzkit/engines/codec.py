@@ -32,6 +32,7 @@ from typing import Any
 
 from fuzzkit.domains import Domain
 from fuzzkit.errors import ProgramError
+from fuzzkit.machine.core import Call
 from fuzzkit.program import OpCall, Program
 from fuzzkit.registry import Kernel, OpSpec
 
@@ -44,8 +45,8 @@ MAX_COUNT = COUNT_WIDE + (0x100 - COUNT_WIDE) * 0x10000
 
 
 def _count(data: bytes, i: int) -> tuple[int, int]:
-    """The count at ``data[i]`` (0 past the end) and the index after it."""
-    b = data[i] if i < len(data) else 0
+    """The count at ``data[i]`` (of zero-padded data) and the index after it."""
+    b = data[i]
     if b < COUNT_WIDE:
         return b, i + 1
     return COUNT_WIDE + ((b - COUNT_WIDE) << 16 | int.from_bytes(data[i + 1 : i + 3], "little")), i + 3
@@ -76,54 +77,76 @@ def _lookup(dom: Domain) -> Callable[[int], Any]:
     return dom.at
 
 
+def _arguments(op: OpSpec) -> tuple[Callable[[bytes, int], dict[str, Any]], int]:
+    """A straight-line decoder of ``op``'s arguments, ``(padded data, index) -> args``, and
+    their width in bytes. It reads each argument's little-endian index without slicing or a
+    loop; the data is zero-padded, and a byte past the input reading as zero is what a
+    truncated record means."""
+    env: dict[str, Any] = {}
+    items, width = [], 0
+    for k, (name, dom) in enumerate(op.args.items()):
+        raw = " | ".join(f"d[i + {width + b}] << {8 * b}" for b in range(_width(dom)))
+        env[f"at{k}"] = _lookup(dom)
+        items.append(f"{name!r}: at{k}(({raw}) % {dom.size})")
+        width += _width(dom)
+    exec(f"def arguments(d, i):\n    return {{{', '.join(items)}}}\n", env)
+    return env["arguments"], width
+
+
 class Codec:
     """The codec of one compiled kernel (its op table and injection points). The per-op
-    decoding tables are built once here: decoding is on the fuzzer's hot path."""
+    argument decoders are compiled once here: decoding is on the fuzzer's hot path."""
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.ops: list[OpSpec] = list(kernel.ops.values())
-        #: Per op: its id and, per argument, (name, byte width, domain size, index -> value).
-        self._tables = [
-            (op.id, tuple((name, _width(dom), dom.size, _lookup(dom)) for name, dom in op.args.items()))
-            for op in self.ops
-        ]
+        #: Per op: the op, its argument decoder and the width of its arguments.
+        self._tables = [(op, *_arguments(op)) for op in self.ops]
+        #: Zero bytes appended to an input: enough for the widest record.
+        self._pad = bytes(max((w for *_, w in self._tables), default=0) + 8)
 
     def decode(self, data: bytes) -> Program:
         k = self.kernel
-        tables, points, cpus = self._tables, k.injection_points, k.cpus
-        prog = Program(arch=k.arch.name, revision=k.revision, cpus=cpus)
-        calls, switches, inject = prog.ops, prog.switches, prog.inject
+        calls, switches, inject = self.decode_run(data)
+        ops = [OpCall(c.cpu, c.spec.id, c.args) for c in calls]
+        return Program(
+            arch=k.arch.name, revision=k.revision, cpus=k.cpus, ops=ops, switches=switches, inject=inject
+        )
+
+    def decode_run(self, data: bytes) -> tuple[list[Call], list[tuple[int, int]], list[tuple[str, int]]]:
+        """What :meth:`decode` gives, as the machine takes it: calls resolved against the op
+        table, switches, injections. The fuzzer's hot path: no program object is built
+        unless a run finds something."""
+        tables, points, cpus = self._tables, self.kernel.injection_points, self.kernel.cpus
+        calls: list[Call] = []
+        switches: list[tuple[int, int]] = []
+        inject: list[tuple[str, int]] = []
         seen: set[tuple[str, int]] = set()
-        from_bytes = int.from_bytes
-        i, n = 0, len(data)
+        n = len(data)
+        data += self._pad
+        i = 0
         while i < n:
             tag = data[i]
             if tag < SWITCH_TAG:
                 if len(calls) >= MAX_OPS or not tables:
                     i += 1
                     continue
-                op_id, args = tables[tag % len(tables)]
-                cpu = data[i + 1] % cpus if i + 1 < n else 0
-                i += 2
-                values = {}
-                for name, width, size, at in args:
-                    values[name] = at(from_bytes(data[i : i + width], "little") % size)
-                    i += width
-                calls.append(OpCall(cpu, op_id, values))
+                spec, arguments, width = tables[tag % len(tables)]
+                calls.append(Call(len(calls), data[i + 1] % cpus, spec, arguments(data, i + 2)))
+                i += 2 + width
             elif tag < INJECT_TAG:
                 step, i = _count(data, i + 1)
-                cpu = data[i] % cpus if i < n else 0
+                cpu = data[i] % cpus
                 i += 1
                 if not switches or step + 1 > switches[-1][0]:
                     switches.append((step + 1, cpu))
             else:
-                point = points[data[i + 1] % len(points)] if i + 1 < n and points else None
+                point = points[data[i + 1] % len(points)] if points else None
                 nth, i = _count(data, i + 2)
                 if point is not None and (point, nth + 1) not in seen:
                     seen.add((point, nth + 1))
                     inject.append((point, nth + 1))
-        return prog
+        return calls, switches, inject
 
     def encode(self, prog: Program) -> bytes:
         index = {op.id: i for i, op in enumerate(self.ops)}
