@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dis
 import gc
+import itertools
 import json
 import os
 import random
@@ -179,7 +180,27 @@ def _decides(code: types.CodeType) -> bool:
 DECISIONS = frozenset({"FOR_ITER", "CHECK_EXC_MATCH", "CHECK_EG_MATCH"})
 
 
+def _stable_counter_numbering() -> None:
+    """atheris (3.0) numbers a function's counters while iterating a set of its instructions,
+    which hash by ``id()``: the numbering, and with it libFuzzer's feature ids and every choice
+    they steer, differs between two processes fuzzing the same seed. Hashing instructions in
+    the order they are first hashed (the same in every process) makes it a function of the
+    code alone; equality stays identity, as atheris defines it."""
+    from atheris.instrument_bytecode import Instruction
+
+    order = itertools.count()
+
+    def stable_hash(self: Any) -> int:
+        seq: int | None = self.__dict__.get("_fuzzkit_seq")
+        if seq is None:
+            seq = self.__dict__["_fuzzkit_seq"] = next(order)
+        return seq
+
+    Instruction.__hash__ = stable_hash
+
+
 def _instrument(atheris: types.ModuleType, modules: Sequence[str]) -> int:
+    _stable_counter_numbering()
     count = 0
     for name in modules:
         module = sys.modules.get(name)

@@ -1,9 +1,6 @@
-"""Both engines find the merged revision's unallocatable slot, and hypothesis the sched_ext
-single-retry variant's race, with a fixed seed and a bounded number of executions; what they
-leave behind replays to the same finding, and (for the variant) is clean under the real code.
-(atheris reaches the variant's race too, in about half of its seeds within 20,000 executions,
-but with the sched_ext plugins loaded its search is not yet the same from one process to the
-next, so no test pins a seed for it.)
+"""Both engines find the merged revision's unallocatable slot and the sched_ext single-retry
+variant's race with a fixed seed and a bounded number of executions; what they leave behind
+replays to the same finding, and (for the variant) is clean under the real code.
 
 A seed names one search over one op table and one list of injection points: when either
 changes, or (atheris) the instrumented branches do, the search does and the seed is picked
@@ -100,3 +97,43 @@ def test_hypothesis_finds_the_scx_single_retry_race(retry_session: Session, sess
     found = campaign(retry_session, FOCUS, examples=400, seed=1)
     [failure] = [f for f in found if f.finding.title == GAVE_UP]
     assert_variant_race(retry_session, session, failure.program)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris has no wheel here")
+def test_atheris_finds_the_scx_single_retry_race(
+    retry_session: Session, session: Session, tmp_path: Path
+) -> None:
+    runs = 20_000
+    run = atheris_engine.run(
+        FOCUS,
+        corpus=tmp_path / "corpus",
+        findings=tmp_path / "findings",
+        plugin_flags=[SINGLE_RETRY],
+        seed=5,
+        runs=runs,
+        quiet=True,
+    )
+    assert run.returncode == 0
+    [hit] = [f for f in run.found if f["title"] == GAVE_UP]
+    assert hit["execs"] <= runs
+    assert_variant_race(retry_session, session, load(Path(hit["file"])))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris has no wheel here")
+def test_atheris_search_is_the_same_in_every_process(tmp_path: Path) -> None:
+    # Two campaigns of one seed keep the same corpus, input for input: counter numbering,
+    # string hashes and cycle collection do not depend on the process (all plugins loaded,
+    # where each of those once made two runs part ways within a few thousand executions).
+    kept = []
+    for name in ("a", "b"):
+        run = atheris_engine.run(
+            FOCUS,
+            corpus=tmp_path / name,
+            findings=tmp_path / f"{name}-findings",
+            seed=9,
+            runs=8_000,
+            quiet=True,
+        )
+        assert run.returncode == 0
+        kept.append(sorted(p.name for p in (tmp_path / name).iterdir()))
+    assert len(kept[0]) > 20 and kept[0] == kept[1]
