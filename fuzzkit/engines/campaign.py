@@ -42,7 +42,8 @@ class Target:
     @property
     def name(self) -> str:
         base = f"{self.arch}-{self.revision}-{self.cpus}cpu"
-        return base + "".join("-" + re.sub(r"[^A-Za-z0-9.]+", "_", p) for p in self.ops)
+        focus = (re.sub(r"[^A-Za-z0-9.]+", "_", p.replace("*", "any")) for p in self.ops)
+        return base + "".join("-" + f for f in focus)
 
     def kernel(self, session: Session) -> Kernel:
         return focus(session.kernel(self.arch, self.revision, self.cpus), self.ops)
