@@ -4,18 +4,13 @@ libFuzzer owns the process it runs in and ends it with exit(), so a campaign run
 child (``python -m fuzzkit.engines.atheris_engine``) and the parent reads what the child
 wrote: program files for findings and a JSON-lines log of them.
 
-Coverage comes from the kernel model only: a plugin module may name the modules that hold
-its kernel paths in ``FUZZKIT_COVERAGE`` (default: all of the plugin's modules). The core's
-own branches, op wrappers and oracle bookkeeping say little about the mechanism, and
-instrumenting everything halves the execution rate.
+Coverage comes from the kernel model's decisions only (see :mod:`fuzzkit.engines.instrument`).
 """
 
 from __future__ import annotations
 
 import argparse
-import dis
 import gc
-import itertools
 import json
 import os
 import random
@@ -31,6 +26,7 @@ from typing import Any
 
 from fuzzkit.engines.campaign import FindingSink, Target, prepare_corpus
 from fuzzkit.engines.codec import Codec, write_dictionary
+from fuzzkit.engines.instrument import coverage_modules, instrument
 from fuzzkit.errors import MissingFeature
 from fuzzkit.generate import random_program
 from fuzzkit.machine.choices import Replay
@@ -147,77 +143,6 @@ def _registry(plugin_flags: Sequence[str]):  # type: ignore[no-untyped-def]
     return load_registry(disable=disable, enable=enable)
 
 
-def coverage_modules(plugin_modules: Sequence[str]) -> list[str]:
-    """The modules to instrument: each plugin's ``FUZZKIT_COVERAGE`` or all its modules.
-
-    A plugin lists the modules holding its kernel paths, whose branches are the mechanism's
-    decisions, and leaves out code that runs on every step and decides nothing (memory
-    accessors and address arithmetic, bit helpers, objects, operations, oracles), as the
-    kernel sets ``KCOV_INSTRUMENT_foo.o := n`` for hot helpers: each trace call costs about
-    as much as twenty bytecodes, and an instrumented generator pays one on every step that
-    resumes it through a ``yield from``."""
-    chosen = []
-    for top in plugin_modules:
-        declared = getattr(sys.modules.get(top), "FUZZKIT_COVERAGE", None)
-        if declared is not None:
-            chosen += list(declared)
-        else:
-            chosen += [n for n in sys.modules if n == top or n.startswith(top + ".")]
-    return sorted(set(chosen))
-
-
-def _decides(code: types.CodeType) -> bool:
-    """Whether ``code`` (or code nested in it) branches on anything. A function without a
-    branch is one basic block, covered exactly when its caller's calling block is, so its
-    counter says nothing new; instrumented, a generator of that kind still pays a counter on
-    every step resumed through it."""
-    if any(i.opname in DECISIONS or "_IF_" in i.opname for i in dis.get_instructions(code)):
-        return True
-    return any(isinstance(c, types.CodeType) and _decides(c) for c in code.co_consts)
-
-
-#: Opcodes that branch besides the conditional jumps (``*_IF_*``): loops and ``except X``.
-DECISIONS = frozenset({"FOR_ITER", "CHECK_EXC_MATCH", "CHECK_EG_MATCH"})
-
-
-def _stable_counter_numbering() -> None:
-    """atheris (3.0) numbers a function's counters while iterating a set of its instructions,
-    which hash by ``id()``: the numbering, and with it libFuzzer's feature ids and every choice
-    they steer, differs between two processes fuzzing the same seed. Hashing instructions in
-    the order they are first hashed (the same in every process) makes it a function of the
-    code alone; equality stays identity, as atheris defines it."""
-    from atheris.instrument_bytecode import Instruction
-
-    order = itertools.count()
-
-    def stable_hash(self: Any) -> int:
-        seq: int | None = self.__dict__.get("_fuzzkit_seq")
-        if seq is None:
-            seq = self.__dict__["_fuzzkit_seq"] = next(order)
-        return seq
-
-    Instruction.__hash__ = stable_hash
-
-
-def _instrument(atheris: types.ModuleType, modules: Sequence[str]) -> int:
-    _stable_counter_numbering()
-    count = 0
-    for name in modules:
-        module = sys.modules.get(name)
-        for value in list(vars(module).values()) if module is not None else ():
-            if isinstance(value, types.FunctionType) and value.__module__ == name:
-                fns = [value]
-            elif isinstance(value, type) and value.__module__ == name:
-                fns = [a for a in vars(value).values() if isinstance(a, types.FunctionType)]
-            else:
-                continue
-            for fn in fns:
-                if _decides(fn.__code__):
-                    atheris.instrument_func(fn)
-                    count += 1
-    return count
-
-
 def child(argv: Sequence[str]) -> None:
     """The libFuzzer process: never returns (except in --bench mode)."""
     parser = argparse.ArgumentParser(prog="fuzzkit.engines.atheris_engine")
@@ -238,7 +163,7 @@ def child(argv: Sequence[str]) -> None:
     codec = Codec(kernel)
     sink = FindingSink(ours.findings, log=ours.log)
     recorded_with = session.recorded_with()
-    _instrument(atheris, coverage_modules([p.module for p in registry.plugins if p.name != "core"]))
+    instrument(atheris, coverage_modules([p.module for p in registry.plugins if p.name != "core"]))
 
     execs = 0
     # A run leaves reference cycles (machine, CPUs, generator frames); the cyclic collector
