@@ -99,11 +99,11 @@ def load_registry(
 def _import_plugin(ref: str) -> object:
     """The object ``module[:attribute]`` names, for ``-p`` with no installed plugin by that name."""
     module_name, _, attr = ref.partition(":")
-    installed_names = ", ".join(name for name, *_ in installed()) or "none"
     try:
         obj: object = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and module_name.startswith(exc.name):
+            installed_names = ", ".join(name for name, *_ in installed()) or "none"
             raise ConfigError(
                 f"no plugin named '{ref}' is installed (installed: {installed_names}), and no "
                 f"module '{exc.name}' can be imported to load it as 'module' or 'module:attribute'"

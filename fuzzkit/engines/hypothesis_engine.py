@@ -216,10 +216,7 @@ def _invariant(
     def check(self: Any) -> None:
         finding = self.run().finding
         if finding is not None and finding.spec_id == sid and finding.title not in ignored:
-            failure = FuzzkitFailure(finding, self._session.record(self.program, self.result))
-            if on_failure is not None:
-                on_failure(failure)
-            raise failure
+            _fail(self, self.result, on_failure)
 
     check.__name__ = f"invariant_{sid}"
     return invariant()(check)
@@ -253,18 +250,25 @@ def _teardown(
         if found is None or found.finding is None:
             return
         self.result = found
-        failure = _failure_type(found.finding.spec_id)(found.finding, self._session.record(prog, found))
-        if on_failure is not None:
-            on_failure(failure)
-        raise failure
+        _fail(self, found, on_failure)
 
     return teardown
+
+
+def _fail(machine: Any, result: RunResult, on_failure: Callable[[FuzzkitFailure], None] | None) -> None:
+    """Raise the failure of ``result``, a run of the state machine's program."""
+    assert result.finding is not None
+    record = machine._session.record(machine.program, result)
+    failure = _failure_type(result.finding.spec_id)(result.finding, record)
+    if on_failure is not None:
+        on_failure(failure)
+    raise failure
 
 
 @functools.cache
 def _failure_type(spec_id: str) -> type[FuzzkitFailure]:
     """One exception type per SPEC id: hypothesis tells bugs apart by exception type and
-    place, and every schedule-search failure is raised from the same place."""
+    place, and every failure is raised from one place (:func:`_fail`)."""
     return type(f"FuzzkitFailure_{spec_id}", (FuzzkitFailure,), {})
 
 

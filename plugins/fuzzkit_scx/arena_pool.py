@@ -16,7 +16,8 @@ from fuzzkit_arena.arena import Arena, clear_lo32
 from fuzzkit_arena.kernel import NUMA_NO_NODE
 
 from fuzzkit import PAGE_SHIFT, PAGE_SIZE, Cpu, Machine, Steps
-from fuzzkit_scx.genalloc import ENOMEM, Chunk, GenPool, set_bit_ranges
+from fuzzkit_scx.bitmap import set_bit_ranges
+from fuzzkit_scx.genalloc import ENOMEM, Chunk, GenPool
 
 if TYPE_CHECKING:
     from fuzzkit_scx.sched import ScxSched

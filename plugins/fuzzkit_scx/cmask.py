@@ -24,10 +24,6 @@ from fuzzkit_scx.cmask_layout import (
     nr_words,
 )
 
-# The I18 oracle's arithmetic, re-exported for variants and tests, which reach every cmask
-# routine through this module.
-from fuzzkit_scx.cmask_layout import padding_mask as padding_mask
-
 #: Storage cap of helper loops: NR_CPUS 8192 plus one word of head misalignment.
 CMASK_MAX_WORDS = 129
 #: cmpxchg attempts before cmask_set/clear give up with scx_bpf_error().

@@ -28,9 +28,6 @@ from __future__ import annotations
 from fuzzkit import Cpu, Machine, Mutex, Steps
 from fuzzkit_scx.bitmap import bitmap_find_next_zero_area, word_masks
 
-# for_each_set_bitrange(), re-exported: the pool's users and tests reach it through genalloc.
-from fuzzkit_scx.bitmap import set_bit_ranges as set_bit_ranges
-
 ENOMEM = -12
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from fuzzkit_arena.arena import Arena
 from fuzzkit_arena.ops import holds_arena
-from fuzzkit_struct_ops.struct_ops import StructOpsMap
+from fuzzkit_struct_ops.maps import StructOpsMap
 
 from fuzzkit import Cpu, Frame, Handle, Int, Machine, Steps
 from fuzzkit.holds import holding

@@ -10,7 +10,7 @@ on a scheduler hold it like the arena ops hold an arena: disabling waits for the
 from __future__ import annotations
 
 from fuzzkit_arena.arena import Arena, BpfProg
-from fuzzkit_struct_ops.struct_ops import StructOpsMap
+from fuzzkit_struct_ops.maps import StructOpsMap
 
 from fuzzkit import Cpu, Frame, Machine, Mutex, Steps
 from fuzzkit_scx.arena_pool import EINVAL, ENOMEM

@@ -15,9 +15,7 @@ from collections.abc import Callable
 from fuzzkit_arena.arena import Arena, BpfProg
 
 from fuzzkit import Cpu, Machine, Steps
-
-# The map, re-exported: subsystems built on struct_ops import it with the entry points.
-from fuzzkit_struct_ops.maps import StructOpsMap as StructOpsMap
+from fuzzkit_struct_ops.maps import StructOpsMap
 
 # -- R21: the kernel entry points -------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fuzzkit_arena.arena import Arena
 from fuzzkit_scx.sched import ScxSched
-from fuzzkit_struct_ops.struct_ops import StructOpsMap
+from fuzzkit_struct_ops.maps import StructOpsMap
 from helpers import Op, run
 
 from fuzzkit import PAGE_SHIFT, RunResult, load_registry, replacing

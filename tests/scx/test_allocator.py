@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from fuzzkit_scx import genalloc
 from fuzzkit_scx.arena_pool import SCX_ARENA_MIN_ORDER
-from fuzzkit_scx.genalloc import GenPool, KernelBug, bitmap_find_next_zero_area, set_bit_ranges
+from fuzzkit_scx.bitmap import bitmap_find_next_zero_area, set_bit_ranges
+from fuzzkit_scx.genalloc import GenPool, KernelBug
 from helpers import ARCHES, Op, drive, program, run, slot_state
 from hypothesis import given
 from hypothesis import strategies as st

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fuzzkit_scx import cmask
-from fuzzkit_scx.cmask import CMASK_MAX_WORDS, CmaskCtx, nr_words, padding_mask
+from fuzzkit_scx import cmask_layout
+from fuzzkit_scx.cmask import CMASK_MAX_WORDS
+from fuzzkit_scx.cmask_layout import CmaskCtx, nr_words, padding_mask
 from helpers import ARCHES, Op, run, slot_state
 from scx_helpers import REG, kword, the_arena, the_sched, variant
 
@@ -166,11 +167,11 @@ def test_I18_real_helpers_keep_padding_zero_across_bases_and_sizes(session: Sess
 
 def plain_set(m: Machine, cpu: Cpu, ctx: CmaskCtx, cm: int, cid: int) -> Steps:
     """__cmask_set(): a plain read-modify-write, racy between CPUs."""
-    base, nr = yield from cmask.hdr_load(m, cpu, ctx, cm)
+    base, nr = yield from cmask_layout.hdr_load(m, cpu, ctx, cm)
     if base <= cid < base + nr:
         i = cid // 64 - base // 64
-        word = yield from cmask.bits_load(m, cpu, ctx, cm, i)
-        yield from cmask.bits_store(m, cpu, ctx, cm, i, word | 1 << (cid & 63))
+        word = yield from cmask_layout.bits_load(m, cpu, ctx, cm, i)
+        yield from cmask_layout.bits_store(m, cpu, ctx, cm, i, word | 1 << (cid & 63))
     return None
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fuzzkit_scx import cmask
+from fuzzkit_scx import cmask_layout
 from fuzzkit_scx.arena_pool import SCX_ARENA_GROW_PAGES, U32
-from fuzzkit_scx.cmask import CmaskCtx
-from fuzzkit_scx.genalloc import bitmap_find_next_zero_area
+from fuzzkit_scx.bitmap import bitmap_find_next_zero_area
+from fuzzkit_scx.cmask_layout import CmaskCtx
 from fuzzkit_scx.sched import ScxSched
 from helpers import Op, program, run
 from scx_helpers import REG, alloc, preempted, the_arena, the_sched, variant
@@ -175,10 +175,10 @@ def test_I18_fires_when_the_address_conversion_does_not_round_trip(session: Sess
 
 
 def cmask_weight_one_word_too_many(m: Machine, cpu: Cpu, ctx: CmaskCtx, cm: int) -> Steps:
-    _, nr = yield from cmask.hdr_load(m, cpu, ctx, cm)
+    _, nr = yield from cmask_layout.hdr_load(m, cpu, ctx, cm)
     count = 0
-    for i in range(cmask.nr_words(nr) + 1):
-        count += (yield from cmask.bits_load(m, cpu, ctx, cm, i)).bit_count()
+    for i in range(cmask_layout.nr_words(nr) + 1):
+        count += (yield from cmask_layout.bits_load(m, cpu, ctx, cm, i)).bit_count()
     return count
 
 
@@ -191,11 +191,11 @@ def test_I18_fires_when_a_helper_reads_past_NR_WORDS(session: Session) -> None:
 
 def cmask_set_unchecked(m: Machine, cpu: Cpu, ctx: CmaskCtx, cm: int, cid: int) -> Steps:
     """cmask_set without __cmask_contains(): any cid of the bits[] words is set."""
-    base, nr = yield from cmask.hdr_load(m, cpu, ctx, cm)
+    base, nr = yield from cmask_layout.hdr_load(m, cpu, ctx, cm)
     i = cid // 64 - base // 64
-    if i < cmask.nr_words(nr):
-        word = yield from cmask.bits_load(m, cpu, ctx, cm, i)
-        yield from cmask.bits_store(m, cpu, ctx, cm, i, word | 1 << (cid & 63))
+    if i < cmask_layout.nr_words(nr):
+        word = yield from cmask_layout.bits_load(m, cpu, ctx, cm, i)
+        yield from cmask_layout.bits_store(m, cpu, ctx, cm, i, word | 1 << (cid & 63))
     return None
 
 
@@ -214,7 +214,7 @@ def test_I18_fires_when_a_helper_sets_a_padding_bit(session: Session) -> None:
 def scx_cpumask_to_cmask_whole_word(m: Machine, cpu: Cpu, ctx: CmaskCtx, cpumask: int, cm: int) -> Steps:
     """Store the cpumask word as it is, bits past num_possible_cpus() included."""
     yield from m.k.scx_cmask_init(m, cpu, ctx, cm, 0, len(m.cpus))
-    yield from cmask.bits_store(m, cpu, ctx, cm, 0, cpumask | 1 << 63)
+    yield from cmask_layout.bits_store(m, cpu, ctx, cm, 0, cpumask | 1 << 63)
 
 
 def test_I18_fires_when_the_kernel_writes_padding(session: Session) -> None:
