@@ -89,6 +89,11 @@ def run(
         args.append(f"-max_total_time={seconds}")
     if jobs is not None and jobs > 1:
         args += [f"-jobs={jobs}", f"-workers={jobs}"]
+    else:
+        # One process re-reading its own corpus folder every second runs extra inputs at
+        # moments set by the clock, so two runs of one seed part ways; only parallel
+        # workers need the reload, to share what each found.
+        args.append("-reload=0")
     cmd = [*_child_cmd(target, findings, log, plugin_flags), "--", *args, *libfuzzer_args, str(corpus)]
     fuzzer_log = findings / f"libfuzzer-{target.name}.log"
     with open(fuzzer_log, "w") as out:

@@ -122,8 +122,8 @@ def test_atheris_finds_the_scx_single_retry_race(
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris has no wheel here")
 def test_atheris_search_is_the_same_in_every_process(tmp_path: Path) -> None:
     # Two campaigns of one seed keep the same corpus, input for input: counter numbering,
-    # string hashes and cycle collection do not depend on the process (all plugins loaded,
-    # where each of those once made two runs part ways within a few thousand executions).
+    # string hashes, cycle collection and corpus reloads depend on neither the process nor
+    # the clock (each of those once made two such runs part ways).
     kept = []
     for name in ("a", "b"):
         run = atheris_engine.run(
