@@ -69,25 +69,23 @@ def _width(dom: Domain) -> int:
 TABLE_LIMIT = 4096
 
 
-def _lookup(dom: Domain) -> Callable[[int], Any]:
-    """index -> value for ``dom``: a bound list lookup for small domains (no Python frame
-    per argument), the domain's own ``at`` for large ones."""
-    if dom.size <= TABLE_LIMIT:
-        return [dom.at(i) for i in range(dom.size)].__getitem__
-    return dom.at
-
-
 def _arguments(op: OpSpec) -> tuple[Callable[[bytes, int], dict[str, Any]], int]:
     """A straight-line decoder of ``op``'s arguments, ``(padded data, index) -> args``, and
     their width in bytes. It reads each argument's little-endian index without slicing or a
     loop; the data is zero-padded, and a byte past the input reading as zero is what a
-    truncated record means."""
+    truncated record means. Small domains are a subscript of a precomputed tuple (no call per
+    argument), large ones their own ``at``."""
     env: dict[str, Any] = {}
     items, width = [], 0
     for k, (name, dom) in enumerate(op.args.items()):
-        raw = " | ".join(f"d[i + {width + b}] << {8 * b}" for b in range(_width(dom)))
-        env[f"at{k}"] = _lookup(dom)
-        items.append(f"{name!r}: at{k}(({raw}) % {dom.size})")
+        raw = " | ".join(f"d[i + {width + b}]" + (f" << {8 * b}" if b else "") for b in range(_width(dom)))
+        index = raw if dom.size == 1 << 8 * _width(dom) else f"({raw}) % {dom.size}"
+        if dom.size <= TABLE_LIMIT:
+            env[f"v{k}"] = tuple(dom.at(i) for i in range(dom.size))
+            items.append(f"{name!r}: v{k}[{index}]")
+        else:
+            env[f"v{k}"] = dom.at
+            items.append(f"{name!r}: v{k}({index})")
         width += _width(dom)
     exec(f"def arguments(d, i):\n    return {{{', '.join(items)}}}\n", env)
     return env["arguments"], width
