@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -414,21 +415,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from fuzzkit.engines.campaign import Target
 
         flags = args.plugin_flags + getattr(args, "sub_plugin_flags", [])
+        rounds: list[float] = []
         try:
-            engines["atheris_exec_per_second"] = atheris_engine.bench(
-                Target(arch, DEFAULT_REVISION, 2), 1000, flags
-            )
+            rounds = atheris_engine.bench(Target(arch, DEFAULT_REVISION, 2), 1000, flags)
         except FuzzkitError as exc:
             print(f"atheris: skipped ({exc})", flush=True)
+        if rounds:
+            engines["atheris_exec_per_second"] = statistics.median(rounds)
+            engines["atheris_exec_per_second_lowest"] = min(rounds)
+            engines["atheris_exec_per_second_highest"] = max(rounds)
         engines["hypothesis_examples_per_second"] = hypothesis_throughput(
             session, arch, DEFAULT_REVISION, 2, 200
         )
         if "atheris_exec_per_second" in engines:
             engines["ratio"] = engines["atheris_exec_per_second"] / engines["hypothesis_examples_per_second"]
         if not args.json:
+            atheris = (
+                f"atheris exec per second {engines['atheris_exec_per_second']:,.0f} (median of "
+                f"{len(rounds)} rounds of 1,000, {min(rounds):,.0f}-{max(rounds):,.0f}), "
+                if rounds
+                else ""
+            )
             print(
-                "engines, 32-op programs, 2 cpus, oracles on: "
-                + ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in engines.items() if k != "ratio")
+                f"engines, 32-op programs, 2 cpus, oracles on: {atheris}hypothesis examples per second "
+                f"{engines['hypothesis_examples_per_second']:,.0f}"
                 + (f" (ratio {engines['ratio']:.1f}x)" if "ratio" in engines else ""),
                 flush=True,
             )

@@ -37,6 +37,8 @@ from fuzzkit.runner import Session
 MAX_LEN = 4096
 #: Executions between two collections of reference cycles (see ``child``).
 GC_EVERY = 100
+#: Rounds of ``--bench``: the same programs run this many times, each round timed.
+BENCH_ROUNDS = 5
 #: How often a campaign prints progress.
 PROGRESS_SECONDS = 10
 
@@ -158,7 +160,9 @@ def child(argv: Sequence[str]) -> None:
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("-p", dest="plugin_flags", action="append", default=[])
     parser.add_argument("--ops", action="append", default=[])
-    parser.add_argument("--bench", type=int, default=0, help="time this many 32-op programs, print exec/s")
+    parser.add_argument(
+        "--bench", type=int, default=0, help="time this many 32-op programs per round, print exec/s"
+    )
     ours, libfuzzer = parser.parse_known_args(argv)
     libfuzzer = [a for a in libfuzzer if a != "--"]
     atheris = require_atheris()
@@ -195,23 +199,28 @@ def child(argv: Sequence[str]) -> None:
     if ours.bench:
         rng = random.Random(1)
         inputs = [codec.encode(random_program(kernel, rng, 32)) for _ in range(ours.bench)]
-        start = time.perf_counter()
-        for data in inputs:
-            test_one_input(data)
-        print(json.dumps({"exec_per_second": ours.bench / (time.perf_counter() - start)}))
+        rates = []
+        for _ in range(BENCH_ROUNDS):
+            start = time.perf_counter()
+            for data in inputs:
+                test_one_input(data)
+            rates.append(ours.bench / (time.perf_counter() - start))
+        print(json.dumps({"exec_per_second": rates}))
         return
     atheris.Setup([sys.argv[0], *libfuzzer], test_one_input)
     atheris.Fuzz()
 
 
-def bench(target: Target, programs: int, plugin_flags: Sequence[str] = ()) -> float:
-    """Executions per second of the instrumented engine on seeded 32-op programs."""
+def bench(target: Target, programs: int, plugin_flags: Sequence[str] = ()) -> list[float]:
+    """Executions per second of the instrumented engine on seeded 32-op programs, one figure
+    per round (``BENCH_ROUNDS``): a neighbour on a shared machine slows some rounds down,
+    so a single timing says as much about the neighbour as about the engine."""
     require_atheris()
     with tempfile.TemporaryDirectory(prefix="fuzzkit-bench-") as tmp:
         cmd = [*_child_cmd(target, Path(tmp), Path(tmp) / "log", plugin_flags), "--bench", str(programs)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_child_env()).stdout
-    rate: float = json.loads(out.strip().splitlines()[-1])["exec_per_second"]
-    return rate
+    rates: list[float] = json.loads(out.strip().splitlines()[-1])["exec_per_second"]
+    return rates
 
 
 if __name__ == "__main__":
