@@ -3,10 +3,9 @@
 * **Which modules.** Each plugin's ``FUZZKIT_COVERAGE`` (default: all of its modules); the
   core's own branches, op wrappers and oracle bookkeeping say little about the mechanism.
 * **Which functions.** Only those that branch (:func:`decides`).
-* **Which blocks.** atheris puts a counter on every basic block, including the loop a
-  ``yield from`` compiles to: an instrumented generator would pay a counter on every step
-  resumed through it, and its hit count would only say how many steps passed. Those
-  resumption points are left out (:func:`_no_counter_on_resumption`).
+* **Which blocks.** atheris puts a counter on every basic block; those whose count is implied
+  by others are left out: loop heads resumed on every iteration or step, and blocks whose
+  successors account for them (:func:`_counters_on_needed_blocks`).
 * **Stable numbering.** atheris numbers a function's counters in an order that differs
   between processes (:func:`_stable_counter_numbering`), which made two campaigns of one
   seed part ways.
@@ -17,6 +16,7 @@ they are skipped, which costs speed and run-to-run determinism, not correctness.
 
 from __future__ import annotations
 
+import bisect
 import dis
 import itertools
 import sys
@@ -59,7 +59,7 @@ def decides(code: types.CodeType) -> bool:
 def instrument(atheris: types.ModuleType, modules: Sequence[str]) -> int:
     """Instrument the functions of ``modules`` that decide something; returns how many."""
     _stable_counter_numbering()
-    _no_counter_on_resumption()
+    _counters_on_needed_blocks()
     count = 0
     for name in modules:
         module = sys.modules.get(name)
@@ -83,7 +83,13 @@ def _instrumentor() -> Any:
         from atheris import instrument_bytecode as ib
     except ImportError:
         return None
-    known = hasattr(ib, "Instruction") and hasattr(getattr(ib, "Instrumentor", None), "trace_control_flow")
+    from atheris import version_dependent as jumps
+
+    known = (
+        hasattr(ib, "Instruction")
+        and all(hasattr(ib.Instrumentor, a) for a in ("trace_control_flow", "_insert_at"))
+        and all(hasattr(jumps, a) for a in ("CONDITIONAL_JUMPS", "UNCONDITIONAL_JUMPS", "ENDS_FUNCTION"))
+    )
     return ib if known else None
 
 
@@ -108,28 +114,94 @@ def _stable_counter_numbering() -> None:
     ib.Instruction._fuzzkit_stable = True
 
 
-def _no_counter_on_resumption() -> None:
-    """A ``yield from`` compiles to ``SEND``, ``YIELD_VALUE``, a jump back to ``SEND``; that
-    jump makes ``SEND`` a basic block of its own, counted on every resumption. Hide such
-    jumps while atheris picks its blocks (they are restored before it lays out the code):
-    the first entry is counted by the block that contains it, the return by the block after."""
+def _counters_on_needed_blocks() -> None:
+    """Count a block only when no other counter implies it ran: a block that dominates all
+    its successors (every path from it goes on to a block only it leads to) is left out, as
+    SanitizerCoverage prunes full dominators. This drops the counters that said nothing: a
+    ``for`` loop's head, counted on every iteration as well as the body (atheris's own
+    comments note the double count), and the ``SEND`` a ``yield from`` compiles to, counted on
+    every step resumed through an instrumented generator. Two paths through a function still
+    differ in a counter: the first block where they part is dominated by the one before, and
+    so is every block down the chain to the first one counted."""
     ib = _instrumentor()
-    if ib is None or getattr(ib.Instrumentor, "_fuzzkit_no_resumption", False):
+    if ib is None or getattr(ib.Instrumentor, "_fuzzkit_needed_blocks", False):
         return
+    from atheris import version_dependent as jumps
+
     pick_blocks = ib.Instrumentor.trace_control_flow
 
     def trace_control_flow(self: Any) -> None:
-        hidden = []
-        for ins in self.instructions:
-            loops_back = [r.mnemonic == "JUMP_BACKWARD_NO_INTERRUPT" for r in ins.referers]
-            if ins.mnemonic == "SEND" and loops_back and all(loops_back):
-                hidden.append((ins, ins.referers))
-                ins.referers = []
+        # Let atheris choose its blocks, recording them instead of instrumenting...
+        picked: list[Any] = []
+        self._generate_trace_branch_invocation = lambda ins: ins
+        self._insert_at = lambda _code, ins: picked.append(ins)
         try:
             pick_blocks(self)
         finally:
-            for ins, referers in hidden:
-                ins.referers = referers
+            del self._generate_trace_branch_invocation, self._insert_at
+        # ... then instrument those it chose that are needed, in its order.
+        implied = _full_dominators(self.instructions, picked, jumps)
+        for ins in picked:
+            if ins not in implied:
+                self._insert_at(self._generate_trace_branch_invocation(ins), ins)
 
     ib.Instrumentor.trace_control_flow = trace_control_flow
-    ib.Instrumentor._fuzzkit_no_resumption = True
+    ib.Instrumentor._fuzzkit_needed_blocks = True
+
+
+def _full_dominators(instructions: list[Any], picked: list[Any], jumps: Any) -> set[Any]:
+    """The blocks of ``picked`` that dominate all their successors. SanitizerCoverage keeps
+    the entry block's counter regardless; here it goes too (every call still shows in the
+    counters of the blocks it runs), as it costs a trace call per call of every instrumented
+    function. Exceptional edges are not in the graph; a block only they reach dominates
+    nothing."""
+    n = len(instructions)
+    position = {id(ins): k for k, ins in enumerate(instructions)}
+    no_fallthrough = set(jumps.UNCONDITIONAL_JUMPS) | set(jumps.ENDS_FUNCTION)
+    leaders = {0}
+    for k, ins in enumerate(instructions):
+        if ins.referers:
+            leaders.add(k)
+        if k + 1 < n and (ins.reference is not None or ins.mnemonic in no_fallthrough):
+            leaders.add(k + 1)
+    starts = sorted(leaders)
+    succ: list[list[int]] = []
+    for b in range(len(starts)):
+        last = instructions[(starts[b + 1] if b + 1 < len(starts) else n) - 1]
+        out = set()
+        if last.reference is not None:
+            out.add(bisect.bisect_right(starts, position[id(last.reference)]) - 1)
+        if last.mnemonic not in no_fallthrough and b + 1 < len(starts):
+            out.add(b + 1)
+        succ.append(sorted(out))
+    dom = _dominators(succ)
+    implied = set()
+    for ins in picked:
+        b = bisect.bisect_right(starts, position[id(ins)]) - 1
+        if succ[b] and all(b in dom[s] for s in succ[b]):
+            implied.add(ins)
+    return implied
+
+
+def _dominators(succ: list[list[int]]) -> list[set[int]]:
+    """For each block, the blocks on every path to it from block 0; a block that block 0
+    does not reach is dominated by itself alone."""
+    pred: list[list[int]] = [[] for _ in succ]
+    reached, todo = {0}, [0]
+    while todo:
+        b = todo.pop()
+        for t in succ[b]:
+            pred[t].append(b)
+            if t not in reached:
+                reached.add(t)
+                todo.append(t)
+    dom = [set(reached) if b in reached else {b} for b in range(len(succ))]
+    dom[0] = {0}
+    changed = True
+    while changed:
+        changed = False
+        for b in sorted(reached - {0}):
+            new = {b} | set.intersection(*(dom[p] for p in pred[b]))
+            if new != dom[b]:
+                dom[b], changed = new, True
+    return dom
