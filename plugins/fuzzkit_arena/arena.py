@@ -102,6 +102,18 @@ class BpfProg:
     def main_prog(self) -> BpfProg:
         return self if self.main is None else self.main
 
+    @property
+    def loadable(self) -> bool:
+        """Whether the verifier lets this program load: one that uses an arena whose user
+        address is not set yet is refused (kernel/bpf/verifier.c, "arena's user address must
+        be set via map_extra or mmap()"). The address never changes once set, so no program
+        of an arena created without a fixed ``user_vm_start`` runs before its first mmap."""
+        return self.arena is None or self.arena.user_vm_start != 0
+
+
+#: An op that would run a program the verifier refuses (:attr:`BpfProg.loadable`).
+NOT_LOADABLE = "EINVAL: arena's user address must be set via map_extra or mmap()"
+
 
 class Arena:
     """A BPF_MAP_TYPE_ARENA map."""

@@ -20,6 +20,7 @@ from fuzzkit_arena.arena import (
     GUARD_SZ,
     MAX_PAGES,
     MMAP_BASE,
+    NOT_LOADABLE,
     SZ_4G,
     Arena,
     BpfProg,
@@ -193,6 +194,8 @@ def _with_frames(cpu: Cpu, frames: list[Frame]) -> int:
 @holds_arena
 def op_prog_access(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps:
     """A JITed BPF arena load or store (R12, R13): exception-table protected."""
+    if not arena.prog.loadable:
+        return NOT_LOADABLE
     write = args["write"]
     addr = arena.kbase + ((arena.user_vm_start + args["pgoff"] * PAGE_SIZE + args["word"] * 8) & 0xFFFFFFFF)
     n = _with_frames(cpu, [Frame("kernel"), Frame("bpf_main", arena.prog)])
@@ -248,8 +251,11 @@ def _kernel_addr(m: Machine, arena: Arena, where: str, pgoff: int, word: int) ->
 @holds_arena
 def op_kernel_access(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps:
     """A kfunc or struct_ops callback dereferencing arena memory (R14, R15)."""
+    frames = _stack(m, arena, args["stack"])
+    if not all(f.prog is None or f.prog.loadable for f in frames):
+        return NOT_LOADABLE
     addr = _kernel_addr(m, arena, args["where"], args["pgoff"], args["word"])
-    n = _with_frames(cpu, _stack(m, arena, args["stack"]))
+    n = _with_frames(cpu, frames)
     try:
         outcome, value = yield from m.kernel_access(
             cpu, addr, args["insn"] == "store", args["value"], prefetch=args["insn"] == "prefetch"

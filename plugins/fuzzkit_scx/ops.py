@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fuzzkit_arena.arena import Arena
+from fuzzkit_arena.arena import NOT_LOADABLE, Arena
 from fuzzkit_arena.ops import holds_arena
 from fuzzkit_struct_ops.maps import StructOpsMap
 
@@ -127,6 +127,8 @@ def cmask_helper(helper: str, more: HelperArgs = lambda arena, args: ()) -> Call
     (``pgoff``, ``slot``), with the further arguments ``more`` picks from the op's."""
 
     def run(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps:
+        if not arena.prog.loadable:
+            return NOT_LOADABLE
         ctx = CmaskCtx(arena, arena.prog, cmask_log(m, cpu))
         cm = _cmask(arena, args["pgoff"], args["slot"])
         cpu.stack += [Frame("kernel"), Frame("bpf_main", arena.prog)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fuzzkit_arena.arena import Arena, BpfProg
+from fuzzkit_arena.arena import NOT_LOADABLE, Arena, BpfProg
 from fuzzkit_arena.kernel import report_arena_violation
 
 from fuzzkit import FIXUP, PAGE_SIZE, Choice, Cpu, Frame, Handle, Int, Machine, Steps
@@ -56,7 +56,9 @@ def op_load(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
             arena = chosen[use]
             if arena is None or arena.dying:
                 return "no-arena"
-        progs[slot] = BpfProg(f"struct_ops{index}.{MEMBERS[slot]}", arena)
+        prog = progs[slot] = BpfProg(f"struct_ops{index}.{MEMBERS[slot]}", arena)
+        if not prog.loadable:
+            return NOT_LOADABLE
     st_map = StructOpsMap(index, progs)
     for arena in st_map.arenas:
         bpf_map_inc(arena)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fuzzkit_arena.arena import Arena
+from fuzzkit_arena.arena import NOT_LOADABLE, Arena
 from fuzzkit_arena.ops import FIXED_BASE
 from helpers import ARCHES, REVISIONS, arena, program, run, slot_state, vpage_of
 
@@ -277,3 +277,35 @@ def test_R13_scratch_slot_reads_and_writes_the_shared_scratch_page(session: Sess
     assert slot_state(r, 0, 3) == slot_state(r, 0, 5) == "SCRATCH"
     assert a.scratch.kmaps == 2 and a.nr_pages == 0
     assert list(m.pages) == [SCRATCH_PFN]
+
+
+# -- no program of an arena runs before its user address is set (the verifier) -------------------
+
+FIRST_MMAP = arena(user_vm_start="mmap")
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_no_program_of_an_arena_runs_before_its_first_mmap(session: Session, arch: str) -> None:
+    # The verifier refuses a program using an arena with no user address; the first mmap sets
+    # it, and then the same accesses run, fault and report as ever.
+    r = run(session, [FIRST_MMAP, prog(3), scratch_slot(3), MMAP, prog(3), scratch_slot(3)], arch=arch)
+    assert r.finding is None
+    assert r.results[1] == r.results[2] == NOT_LOADABLE
+    assert r.results[4] == "fixup" and slot_state(r, 0, 3) == "SCRATCH"
+    assert len(the_arena(r).prog.stream.attempts) == 2
+
+
+def test_struct_ops_programs_using_an_arena_load_only_after_its_first_mmap(session: Session) -> None:
+    load = ("struct_ops.load", {"arena": 0})
+    r = run(session, [FIRST_MMAP, load, MMAP, load])
+    assert r.finding is None
+    assert r.results[1] == NOT_LOADABLE and r.results[3] == 0
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_program_never_sees_its_arena_user_address_change(session: Session, arch: str) -> None:
+    # A kernel access racing the first mmap once reported an address rebased with the new
+    # user_vm_start after installing scratch under the old one (I7): no schedule runs it now.
+    ops = [(0, *FIRST_MMAP), (0, *scratch_slot(3)), (1, *MMAP)]
+    result = explore(session, program(ops, arch=arch, cpus=2), max_switches=2)
+    assert result.exhaustive and result.found is None

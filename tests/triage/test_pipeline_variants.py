@@ -362,8 +362,8 @@ CASES: dict[str, Case] = {
     # The conversion keeps user_vm_start's low bits: only wrong when they are not zero, which
     # takes a start picked by the first user mmap (every fixed start the domain offers is
     # 4 GiB aligned, unaligned to a page, or crosses 4 GiB for any arena the pool can grow
-    # in) and comes before registration grows the pool, then ops.set_cmask to hand an
-    # address over. Five ops.
+    # in), made before the struct_ops map loads (the verifier refuses a program whose arena
+    # has no user address yet), then ops.set_cmask to hand an address over. Five ops.
     "I18_conversion_keeps_low_bits": Case(
         scx_replaced("scx_kaddr_to_arena", scxv.scx_kaddr_to_arena_keeping_low_bits),
         scx_session,
@@ -372,7 +372,7 @@ CASES: dict[str, Case] = {
         scxv.MMAPPED,
         "I18 kernel/arena address conversion does not round-trip in scx.set_cmask (x86, fixed)",
         (5, 1, 0, 0),
-        [CREATE, "struct_ops.load", "arena.mmap", "scx.reg_cid", "scx.set_cmask"],
+        [CREATE, "arena.mmap", "struct_ops.load", "scx.reg_cid", "scx.set_cmask"],
     ),
     # cmask_weight reads one word past NR_WORDS: ops.set_cmask has the member program read
     # the scratch cmask back with it. Four ops. (The scx.cmask_weight op shows the same bug
