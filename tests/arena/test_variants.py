@@ -13,14 +13,12 @@ Two questions:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from fuzzkit_arena.arena import Arena
 from helpers import Op, program, run, slot_state
+from variants import arena_clear as variants
 
-from fuzzkit import Cpu, Machine, Page, Steps, hookimpl, load_registry
+from fuzzkit import load_registry
 from fuzzkit.explore import explore
 from fuzzkit.runner import Session
 
@@ -28,44 +26,14 @@ from fuzzkit.runner import Session
 BOUND = 3
 
 
-def clear_cb_read_then_store(m: Machine, cpu: Cpu, arena: Arena, vpage: int) -> Steps:
-    """The clear as two accesses with a scheduling point between them."""
-    old = yield from m.k.ptep_get(m, cpu, vpage)
-    yield from m.k.set_pte_at(m, cpu, vpage, 0)
-    if m.arch.pte_none(old) or not m.arch.pte_present(old):
-        return None
-    page: Page | None = m.page_of(old)
-    return None if page is arena.scratch else page
-
-
-def clear_cb_without_scratch_skip(m: Machine, cpu: Cpu, arena: Arena, vpage: int) -> Steps:
-    """The atomic clear, but every present page is handed back to be freed."""
-    old = yield from m.k.ptep_get_and_clear(m, cpu, vpage)
-    page: Page | None = m.page_of(old)
-    return page
-
-
-class ClearVariant:
-    def __init__(self, fn: Callable[..., Steps], reason: str) -> None:
-        self.__name__ = f"variant.{fn.__name__}"
-        self.fn, self.reason = fn, reason
-
-    @hookimpl
-    def fuzzkit_replace_primitives(self, replace: Any) -> None:
-        replace("apply_range_clear_cb", self.fn, reason=self.reason)
-
-
 @pytest.fixture(scope="module")
 def read_then_store() -> Session:
-    return Session(
-        load_registry(extra=[("plain_clear", ClearVariant(clear_cb_read_then_store, "plain clear"))])
-    )
+    return Session(load_registry(extra=[("plain_clear", variants.read_then_store)]))
 
 
 @pytest.fixture(scope="module")
 def no_scratch_skip() -> Session:
-    v = ClearVariant(clear_cb_without_scratch_skip, "no scratch skip")
-    return Session(load_registry(extra=[("no_skip", v)]))
+    return Session(load_registry(extra=[("no_skip", variants.no_scratch_skip)]))
 
 
 CREATE: Op = (0, "arena.create", {"max_entries": 16})

@@ -27,6 +27,7 @@ from helpers import Op
 from scx import test_scx_variants as scxv
 from scx_helpers import REG, alloc
 from triage_helpers import arena_session, fuzz, variant, with_arch
+from variants.arena_clear import clear_cb_without_scratch_skip
 
 from fuzzkit import replacing
 from fuzzkit.plugins import load_registry
@@ -99,7 +100,7 @@ CASES: dict[str, Case] = {
     # kernel fault) and be freed. Three ops.
     **{
         f"I1_clear_cb_without_scratch_skip_{arch}": Case(
-            replaced("apply_range_clear_cb", var.clear_cb_without_scratch_skip),
+            replaced("apply_range_clear_cb", clear_cb_without_scratch_skip),
             arena_session,
             arch,
             "fixed",

@@ -16,6 +16,7 @@ from arena import test_variants as var
 from fuzzkit_arena import kernel
 from helpers import program
 from triage_helpers import arena_session, variant
+from variants.arena_clear import clear_cb_without_scratch_skip
 
 from fuzzkit.program import load
 from fuzzkit.runner import Session
@@ -34,7 +35,7 @@ def real() -> Session:
 
 @pytest.fixture(scope="module")
 def no_skip() -> Session:
-    return variant("apply_range_clear_cb", var.clear_cb_without_scratch_skip, "no scratch skip")
+    return variant("apply_range_clear_cb", clear_cb_without_scratch_skip, "no scratch skip")
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from triage_helpers import (
     arena_session,
     variant,
 )
+from variants.arena_clear import clear_cb_without_scratch_skip
 
 from fuzzkit.runner import Session
 from fuzzkit.triage import Replayer, at_completion, completion_title, signature, signature_of, slug
@@ -64,7 +65,7 @@ def test_at_completion_tells_checks_at_op_completion_from_checks_inside_an_op() 
 @pytest.mark.parametrize("arch", ["x86", "arm64"])
 def test_title_names_the_primitive_the_invariant_fired_in(arch: str) -> None:
     # The variant's free hands the scratch page to __free_page inside arena_free_pages.
-    s = variant("apply_range_clear_cb", var.clear_cb_without_scratch_skip)
+    s = variant("apply_range_clear_cb", clear_cb_without_scratch_skip)
     sig = signature(s, program(var.FREE_SCRATCHED, arch=arch))
     assert sig is not None
     assert (
