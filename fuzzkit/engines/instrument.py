@@ -158,27 +158,37 @@ def _full_dominators(instructions: list[Any], picked: list[Any], jumps: Any) -> 
     n = len(instructions)
     position = {id(ins): k for k, ins in enumerate(instructions)}
     no_fallthrough = set(jumps.UNCONDITIONAL_JUMPS) | set(jumps.ENDS_FUNCTION)
+    # Where each jump goes. atheris leaves SEND's own jump (taken when the inner generator
+    # returns) unresolved; it lands after the jump that loops back to the SEND.
+    target = {}
+    for k, ins in enumerate(instructions):
+        if ins.reference is not None:
+            target[k] = position[id(ins.reference)]
+        elif ins.mnemonic == "SEND" and ins.referers:
+            target[k] = max(position[id(r)] for r in ins.referers) + 1
     leaders = {0}
     for k, ins in enumerate(instructions):
         if ins.referers:
             leaders.add(k)
-        if k + 1 < n and (ins.reference is not None or ins.mnemonic in no_fallthrough):
+        if k + 1 < n and (k in target or ins.mnemonic in no_fallthrough):
             leaders.add(k + 1)
+    leaders.update(t for t in target.values() if t < n)
     starts = sorted(leaders)
     succ: list[list[int]] = []
     for b in range(len(starts)):
-        last = instructions[(starts[b + 1] if b + 1 < len(starts) else n) - 1]
+        end = (starts[b + 1] if b + 1 < len(starts) else n) - 1
         out = set()
-        if last.reference is not None:
-            out.add(bisect.bisect_right(starts, position[id(last.reference)]) - 1)
-        if last.mnemonic not in no_fallthrough and b + 1 < len(starts):
+        if end in target and target[end] < n:
+            out.add(bisect.bisect_right(starts, target[end]) - 1)
+        if instructions[end].mnemonic not in no_fallthrough and b + 1 < len(starts):
             out.add(b + 1)
         succ.append(sorted(out))
     dom = _dominators(succ)
     implied = set()
     for ins in picked:
         b = bisect.bisect_right(starts, position[id(ins)]) - 1
-        if succ[b] and all(b in dom[s] for s in succ[b]):
+        # A block that loops back to itself keeps its counter: it counts the iterations.
+        if succ[b] and all(s != b and b in dom[s] for s in succ[b]):
             implied.add(ins)
     return implied
 

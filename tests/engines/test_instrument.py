@@ -36,6 +36,14 @@ def loop(n: int) -> None:
         pass
 
 
+def countdown(n: int) -> int:
+    while True:
+        n -= 1
+        if n <= 0:
+            break
+    return n
+
+
 def inner(n: int) -> Iterator[str]:
     for _ in range(n):
         yield "step"
@@ -55,7 +63,7 @@ def hits() -> Iterator[Callable[[Callable[[], Any]], list[int]]]:
     bumps, in order."""
     atheris = pytest.importorskip("atheris")
     instrument(atheris, [])  # installs the adjustments, instruments nothing of fuzzkit's
-    for fn in (branchy, loop, outer):
+    for fn in (branchy, loop, countdown, outer):
         atheris.instrument_func(fn)
     seen: list[int] = []
     real = atheris._trace_branch
@@ -78,6 +86,8 @@ def test_every_path_has_its_own_counters(hits: Callable[[Callable[[], Any]], lis
 
 def test_a_loop_iteration_bumps_one_counter(hits: Callable[[Callable[[], Any]], list[int]]) -> None:
     assert len(hits(lambda: loop(10))) - len(hits(lambda: loop(0))) == 10
+    # A loop whose body is one block that jumps back to itself: that block counts them.
+    assert len(hits(lambda: countdown(10))) - len(hits(lambda: countdown(1))) == 9
 
 
 def test_resuming_a_yield_from_bumps_no_counter(hits: Callable[[Callable[[], Any]], list[int]]) -> None:
