@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,6 +151,21 @@ def clear_variant(ref: str) -> Session:
     return Session(load_registry(disable=ARENA_ONLY, enable=[ref]))
 
 
+def atheris_on_clear_variant(ref: str, cpus: int, seed: int, tmp_path: Path) -> list[dict[str, Any]]:
+    """What an atheris campaign of 20,000 runs finds with the arena plugins and variant ``ref``."""
+    run = atheris_engine.run(
+        Target("x86", "fixed", cpus),
+        corpus=tmp_path / "corpus",
+        findings=tmp_path / "findings",
+        plugin_flags=[*(f"no:{name}" for name in ARENA_ONLY), ref],
+        seed=seed,
+        runs=20_000,
+        quiet=True,
+    )
+    assert run.returncode == 0
+    return run.found
+
+
 def test_hypothesis_finds_the_clear_callback_that_frees_the_scratch_page(arena_session: Session) -> None:
     variant = clear_variant(NO_SCRATCH_SKIP)
     found = campaign(variant, Target("x86", "fixed", 1), examples=300, seed=1)
@@ -162,17 +178,8 @@ def test_hypothesis_finds_the_clear_callback_that_frees_the_scratch_page(arena_s
 def test_atheris_finds_the_clear_callback_that_frees_the_scratch_page(
     arena_session: Session, tmp_path: Path
 ) -> None:
-    run = atheris_engine.run(
-        Target("x86", "fixed", 1),
-        corpus=tmp_path / "corpus",
-        findings=tmp_path / "findings",
-        plugin_flags=[*(f"no:{name}" for name in ARENA_ONLY), NO_SCRATCH_SKIP],
-        seed=6,
-        runs=20_000,
-        quiet=True,
-    )
-    assert run.returncode == 0
-    [hit] = [f for f in run.found if f["title"] == SCRATCH_FREED]
+    found = atheris_on_clear_variant(NO_SCRATCH_SKIP, 1, 6, tmp_path)
+    [hit] = [f for f in found if f["title"] == SCRATCH_FREED]
     program = load(Path(hit["file"]))
     assert clear_variant(NO_SCRATCH_SKIP).run(program).finding is not None
     assert arena_session.run(program).finding is None, "the real callback skips scratch"
@@ -189,15 +196,5 @@ def test_neither_engine_finds_a_leak_in_the_plain_read_then_store_clear(tmp_path
     found = campaign(clear_variant(READ_THEN_STORE), Target("x86", "fixed", 2), examples=300, seed=1)
     titles = [f.finding.title for f in found]
     if importlib.util.find_spec("atheris") is not None:
-        run = atheris_engine.run(
-            Target("x86", "fixed", 2),
-            corpus=tmp_path / "corpus",
-            findings=tmp_path / "findings",
-            plugin_flags=[*(f"no:{name}" for name in ARENA_ONLY), READ_THEN_STORE],
-            seed=1,
-            runs=20_000,
-            quiet=True,
-        )
-        assert run.returncode == 0
-        titles += [f["title"] for f in run.found]
+        titles += [f["title"] for f in atheris_on_clear_variant(READ_THEN_STORE, 2, 1, tmp_path)]
     assert not [t for t in titles if t.split()[0] in ("I8", "I2")], titles
