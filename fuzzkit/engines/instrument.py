@@ -116,8 +116,8 @@ def _stable_counter_numbering() -> None:
 
 def _counters_on_needed_blocks() -> None:
     """Count a block only when no other counter implies it ran: a block that dominates all
-    its successors (every path from it goes on to a block only it leads to) is left out, as
-    SanitizerCoverage prunes full dominators. This drops the counters that said nothing: a
+    its successors (whichever way it goes on, it reaches a block no path avoiding it reaches)
+    is left out, as SanitizerCoverage prunes full dominators. This drops the counters that said nothing: a
     ``for`` loop's head, counted on every iteration as well as the body (atheris's own
     comments note the double count), and the ``SEND`` a ``yield from`` compiles to, counted on
     every step resumed through an instrumented generator. Two paths through a function still
@@ -160,14 +160,13 @@ def _full_dominators(instructions: list[Any], picked: list[Any], jumps: Any) -> 
     no_fallthrough = set(jumps.UNCONDITIONAL_JUMPS) | set(jumps.ENDS_FUNCTION)
     # Where each jump goes. atheris leaves SEND's own jump (taken when the inner generator
     # returns) unresolved; it lands after the jump that loops back to the SEND.
-    target = {}
+    target: dict[int, int] = {}
+    leaders = {0}
     for k, ins in enumerate(instructions):
         if ins.reference is not None:
             target[k] = position[id(ins.reference)]
         elif ins.mnemonic == "SEND" and ins.referers:
             target[k] = max(position[id(r)] for r in ins.referers) + 1
-    leaders = {0}
-    for k, ins in enumerate(instructions):
         if ins.referers:
             leaders.add(k)
         if k + 1 < n and (k in target or ins.mnemonic in no_fallthrough):

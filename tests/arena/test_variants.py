@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 from fuzzkit_arena.arena import Arena
 from helpers import Op, program, run, slot_state
-from variants import arena_clear as variants
+from variants import arena_clear as clear
 
 from fuzzkit import load_registry
 from fuzzkit.explore import explore
@@ -28,12 +28,12 @@ BOUND = 3
 
 @pytest.fixture(scope="module")
 def read_then_store() -> Session:
-    return Session(load_registry(extra=[("plain_clear", variants.read_then_store)]))
+    return Session(load_registry(extra=[("plain_clear", clear.read_then_store)]))
 
 
 @pytest.fixture(scope="module")
 def no_scratch_skip() -> Session:
-    return Session(load_registry(extra=[("no_skip", variants.no_scratch_skip)]))
+    return Session(load_registry(extra=[("no_skip", clear.no_scratch_skip)]))
 
 
 CREATE: Op = (0, "arena.create", {"max_entries": 16})

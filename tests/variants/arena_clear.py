@@ -13,12 +13,10 @@ the atheris engine's child, e.g. ``fuzzkit fuzz -p variants.arena_clear:no_scrat
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from fuzzkit_arena.arena import Arena
 
-from fuzzkit import Cpu, Machine, Page, Steps, hookimpl
+from fuzzkit import Cpu, Machine, Page, Steps
+from fuzzkit.variants import Replacement
 
 
 def clear_cb_read_then_store(m: Machine, cpu: Cpu, arena: Arena, vpage: int) -> Steps:
@@ -38,17 +36,5 @@ def clear_cb_without_scratch_skip(m: Machine, cpu: Cpu, arena: Arena, vpage: int
     return page
 
 
-class ClearVariant:
-    """A plugin replacing ``apply_range_clear_cb`` by ``fn``."""
-
-    def __init__(self, fn: Callable[..., Steps], reason: str) -> None:
-        self.__name__ = f"variant.{fn.__name__}"
-        self.fn, self.reason = fn, reason
-
-    @hookimpl
-    def fuzzkit_replace_primitives(self, replace: Any) -> None:
-        replace("apply_range_clear_cb", self.fn, reason=self.reason)
-
-
-read_then_store = ClearVariant(clear_cb_read_then_store, "plain clear")
-no_scratch_skip = ClearVariant(clear_cb_without_scratch_skip, "no scratch skip")
+read_then_store = Replacement("plain clear", {"apply_range_clear_cb": clear_cb_read_then_store})
+no_scratch_skip = Replacement("no scratch skip", {"apply_range_clear_cb": clear_cb_without_scratch_skip})
