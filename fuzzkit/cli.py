@@ -13,18 +13,35 @@ from typing import Any
 from tabulate import tabulate
 
 from fuzzkit import __version__
-from fuzzkit.errors import FuzzkitError
-from fuzzkit.plugins import load_registry
+from fuzzkit.engines.supervisor import PROGRESS_SECONDS, default_jobs
+from fuzzkit.errors import (
+    EXIT_CLEAN,
+    EXIT_FAILURE,
+    EXIT_FOUND,
+    EXIT_USAGE,
+    ConfigError,
+    FuzzkitError,
+    PluginError,
+    PluginFailure,
+)
+from fuzzkit.plugins import registry_from_flags
 from fuzzkit.program import load
-from fuzzkit.registry import DEFAULT_REVISION, Registry
+from fuzzkit.registry import DEFAULT_REVISION, REVISIONS, Registry
 from fuzzkit.runner import Session, ops_table, trace_json, trace_table
-
-#: Exit codes: a clean run, a run that found something, and bad input or configuration.
-EXIT_CLEAN, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "corpora" / "examples"
 BENCH_PROGRAMS = EXAMPLES.parent / "bench"
-REPORTS = EXAMPLES.parent.parent / "reports"
+#: Campaign output is relative to the working directory: where the user runs fuzzkit.
+REPORTS = Path("reports")
+CORPORA = Path("corpora")
+
+EXIT_CODES = """\
+exit status (every command):
+  0  nothing found (a clean replay, a campaign without findings)
+  1  bugs found (an invariant of the kernel model was violated)
+  2  bad usage or input (the message names the file, field, flag or plugin)
+  3  a plugin or the engine failed (plugin code raised or hung; never a model bug)
+"""
 
 DESCRIPTION = """\
 fuzzkit fuzzes a model of BPF arena direct kernel access: arena pages reachable from kernel
@@ -32,7 +49,6 @@ code, a per-arena scratch page the arch fault hook installs into empty PTEs, and
 struct_ops / sched_ext code built on it. Plugins provide arches, subsystems and design
 variants; see 'fuzzkit plugins'.
 
-exit status: 0 clean, 1 an invariant was violated, 2 bad input or configuration.
 """
 
 EPILOG = """\
@@ -67,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fuzzkit",
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=EPILOG + "\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _plugin_args(parser, "plugin_flags")
@@ -92,11 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "fuzz",
         parents=[common],
-        help="fuzz a target with atheris (coverage-guided) or hypothesis (stateful, shrinking)",
-        description="Fuzz one or more targets (arch, revision, cpus, loaded plugins). Findings are "
-        "written as program files that 'fuzzkit replay' reproduces. The same --seed and --runs "
-        "give the same findings (atheris: with a fresh corpus and one job).",
-        epilog="Arguments after '--' go to libFuzzer unchanged (atheris only), e.g. -- -jobs=2.",
+        help="fuzz targets with atheris (coverage-guided) or hypothesis (stateful) on every core",
+        description="Fuzz one or more targets (arch, revision, cpus, loaded plugins) with --jobs "
+        "worker processes. Every finding is written as a program file and recorded in "
+        "REPORTS/bugs.json the moment it is found; when the workers stop, new bugs are "
+        "minimized into report bundles. Ctrl-C (or SIGTERM) stops the workers and still "
+        "triages; a second Ctrl-C stops at once, keeping everything recorded. A rerun resumes "
+        "the corpus (atheris) or example database (hypothesis). The same --seed and --runs give "
+        "the same findings (atheris: with a fresh corpus and one worker per target).",
+        epilog="Arguments after '--' go to libFuzzer unchanged (atheris only), e.g. -- -max_len=2048; "
+        "the flags fuzzkit sets itself (-jobs, -workers, -fork, -merge, -runs, -seed, ...) are "
+        "refused with the fuzzkit flag to use.\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--engine",
@@ -105,11 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="atheris (coverage-guided; Linux x86-64) or hypothesis (stateful, shrinking; anywhere); "
         "auto, the default, takes atheris where it is installed",
     )
-    p.add_argument("--arch", default="x86", help="x86, arm64 or all (default x86)")
+    p.add_argument("--arch", default="x86", help="an arch or 'all' (every loaded arch); default x86")
     p.add_argument(
         "--revision",
         default=DEFAULT_REVISION,
-        choices=("merged", "fixed"),
+        choices=REVISIONS,
         help=f"code revision (R4), default {DEFAULT_REVISION}",
     )
     p.add_argument("--cpus", type=int, default=2, help="emulated CPUs (default 2)")
@@ -122,12 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
         "plus the ops creating the objects they take; default: every op. Use it to aim a campaign "
         "at one subsystem or at the ops a replaced primitive runs in",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"worker processes (default: the CPUs this process may use, {default_jobs()} here), "
+        "spread over the targets; the workers of one target share its corpus or database",
+    )
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--runs", type=int, help="executions (atheris) or examples (hypothesis) per target")
-    budget.add_argument("--time", type=int, metavar="SECONDS", help="wall-clock budget per target (atheris)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    budget.add_argument(
+        "--runs",
+        type=int,
+        help="executions (atheris, default 20000) or examples (hypothesis, default 300) per worker",
+    )
+    budget.add_argument("--time", type=float, metavar="SECONDS", help="wall-clock budget per worker")
+    p.add_argument("--seed", type=int, default=1, help="random seed of the first worker (default 1)")
     p.add_argument("--reports", type=Path, default=REPORTS, help=f"where findings go (default {REPORTS})")
-    p.add_argument("--corpus", type=Path, help="atheris corpora go in CORPUS/<target>/ (default corpora/)")
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        default=CORPORA,
+        help=f"atheris corpora go in CORPUS/<target>/, hypothesis databases in "
+        f"CORPUS/hypothesis/<target>/ (default {CORPORA})",
+    )
     p.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_ARG", help=argparse.SUPPRESS)
 
     p = sub.add_parser(
@@ -177,11 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _registry(args: argparse.Namespace) -> Registry:
+def _flags(args: argparse.Namespace) -> list[str]:
     flags: list[str] = args.plugin_flags + getattr(args, "sub_plugin_flags", [])
-    disable = [f[3:] for f in flags if f.startswith("no:")]
-    enable = [f for f in flags if not f.startswith("no:")]
-    return load_registry(disable=disable, enable=enable)
+    return flags
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    return registry_from_flags(_flags(args))
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -246,7 +289,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for path in args.files:
         prog = load(path)
         result = session.run(prog, trace=True, source=str(path))
-        worst = max(worst, EXIT_FINDING if result.finding else EXIT_CLEAN)
+        worst = max(worst, EXIT_FOUND if result.finding else EXIT_CLEAN)
         if args.json:
             docs.append(
                 {
@@ -279,69 +322,125 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from fuzzkit.engines.campaign import FindingSink, Target
+    from fuzzkit.engines.base import engine as pick_engine
+    from fuzzkit.engines.campaign import Target
+    from fuzzkit.engines.supervisor import fuzz
 
-    arches = ("x86", "arm64") if args.arch == "all" else (args.arch,)
-    if args.engine == "auto":
-        try:
-            import atheris  # noqa: F401
-        except ImportError:
-            args.engine = "hypothesis"
-        else:
-            args.engine = "atheris"
-    flags = args.plugin_flags + getattr(args, "sub_plugin_flags", [])
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    for flag, value, low in (("--jobs", jobs, 1), ("--runs", args.runs, 1), ("--cpus", args.cpus, 1)):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag} must be at least {low}, got {value}")
+    if args.time is not None and not args.time > 0:
+        raise ConfigError(f"--time must be a positive number of seconds, got {args.time}")
+    eng = pick_engine(args.engine)
     session = Session(_registry(args))
+    arches = sorted(session.registry.arches) if args.arch == "all" else [args.arch]
     targets = [Target(arch, args.revision, args.cpus, tuple(args.ops)) for arch in arches]
-    for target in targets:
-        target.kernel(session)  # a bad arch, revision, cpus or --ops fails here, early
-    findings_dir = args.reports / "findings"
-    total: list[tuple[str, str]] = []
-    for target in targets:
-        print(f"== fuzzing {target.name} with {args.engine}", flush=True)
-        if args.engine == "atheris":
-            from fuzzkit.engines import atheris_engine
-
-            corpus = (args.corpus or EXAMPLES.parent) / target.name
-            runs = args.runs if args.runs is not None or args.time is not None else 20_000
-            print(f"   corpus: {corpus}", flush=True)
-            result = atheris_engine.run(
-                target,
-                corpus=corpus,
-                findings=findings_dir,
-                plugin_flags=flags,
-                seed=args.seed,
-                runs=runs,
-                seconds=args.time,
-                libfuzzer_args=args.libfuzzer,
-            )
-            total += [(f["title"], f["file"]) for f in result.found]
-        else:
-            from fuzzkit.engines.hypothesis_engine import DATABASE, campaign
-
-            if args.libfuzzer:
-                raise FuzzkitError("arguments after '--' are libFuzzer's; they need --engine atheris")
-            sink = FindingSink(findings_dir)
-            for failure in campaign(
-                session, target, examples=args.runs or 300, seed=args.seed, database=DATABASE
-            ):
-                path = sink.add(failure.finding, failure.program)
-                total.append((failure.finding.title, str(path or sink.written[failure.finding.title])))
-                print(f"   found: {failure.finding.title}", flush=True)
+    workers = max(jobs, len(targets))
+    print(
+        f"fuzzing {', '.join(t.name for t in targets)} with {eng.name}: {workers} worker(s), "
+        f"{min(jobs, workers)} at a time, on {default_jobs()} CPU(s)",
+        flush=True,
+    )
+    print(f"   reports: {args.reports}; progress every {PROGRESS_SECONDS:.0f}s; Ctrl-C stops", flush=True)
+    result = fuzz(
+        eng,
+        session,
+        targets,
+        reports=args.reports,
+        corpora=args.corpus,
+        jobs=jobs,
+        seed=args.seed,
+        runs=args.runs,
+        seconds=args.time,
+        plugin_flags=_flags(args),
+        libfuzzer_args=args.libfuzzer,
+        observers=[Console(), *_hook_observers(session)],
+    )
     print()
-    if not total:
-        print("no findings. Run longer (--runs, --time) or on more targets (--arch all).")
-        return EXIT_CLEAN
-    from fuzzkit.triage import triage
+    for failure in result.plugin_failures:
+        print(f"fuzzkit: plugin failure: {failure['message']}", file=sys.stderr)
+        if failure.get("file"):
+            print(f"   reproduce: fuzzkit replay {failure['file']}", file=sys.stderr)
+    for message in result.engine_failures:
+        print(f"fuzzkit: engine failure: {message}", file=sys.stderr)
+    if result.interrupted:
+        print("interrupted: everything found so far is recorded", flush=True)
+    if not result.findings:
+        if result.exit_code == EXIT_CLEAN:
+            print("no findings. Run longer (--runs, --time) or on more targets (--arch all).")
+        return result.exit_code
+    from fuzzkit.triage.store import BugStore
 
-    print(f"triage: deduplicating and minimizing {len(total)} finding(s)...", flush=True)
-    triaged = triage(session, [(file, load(Path(file))) for _, file in total], args.reports)
-    rows = [
-        [t.bug.title, "new" if t.new else "known", t.occurrences, t.bundle or args.reports / t.bug.slug]
-        for t in triaged.bugs
-    ]
+    store = BugStore.load(args.reports)
+    new = {f["slug"] for f in result.findings if f.get("new")}
+    rows = []
+    for slug_ in dict.fromkeys(f["slug"] for f in result.findings if f.get("slug")):
+        bug = store.by_slug(slug_)
+        if bug is not None:
+            rows.append([bug.title, "new" if slug_ in new else "known", bug.count, args.reports / slug_])
     print(tabulate(rows, headers=["bug", "", "seen", "report"], tablefmt="simple"))
     print(f"\nindex: {args.reports / 'index.md'}; regression tests: pytest {args.reports}/*/test_*.py")
-    return EXIT_FINDING
+    if result.triaged is None:
+        print("bundles not written (stopped at once): 'fuzzkit report' writes them")
+    return result.exit_code
+
+
+class Console:
+    """Prints a campaign's events: findings and stops as they happen, progress every
+    ``PROGRESS_SECONDS`` per worker."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        who = f"{event['target']}/w{event['worker']}"
+        kind = event["kind"]
+        if kind == "started":
+            self.started[who] = self.last[who] = event["time"]
+            print(f"   {who}: started (pid {event['pid']}, seed {event['seed']})", flush=True)
+        elif kind == "finding":
+            status = "new bug" if event.get("new") else "known bug"
+            print(
+                f"   {who}: found after {event['execs']:,} executions: {event['title']} [{status}]",
+                flush=True,
+            )
+        elif kind == "stopped":
+            print(f"   {who}: stopped ({event['reason']}, exit {event['returncode']})", flush=True)
+        elif kind in ("stats", "coverage") and event["time"] - self.last.get(who, 0) >= PROGRESS_SECONDS:
+            self.last[who] = event["time"]
+            up = event["time"] - self.started.get(who, event["time"])
+            rate = event.get("exec_per_second")
+            extra = "".join(
+                f", {name} {event[key]:,}"
+                for key, name in (("coverage", "cov"), ("corpus", "corpus"))
+                if event.get(key) is not None
+            )
+            print(
+                f"   {who}: {up:.0f}s, {event['execs']:,} executions"
+                + (f" ({rate:,.0f}/s)" if rate else "")
+                + extra,
+                flush=True,
+            )
+
+
+def _hook_observers(session: Session) -> list[Any]:
+    """Plugins' ``fuzzkit_campaign_event`` implementations, each failing in its own name."""
+
+    def bind(plugin: str, fn: Any) -> Any:
+        def observe(event: dict[str, Any]) -> None:
+            try:
+                fn(event=event)
+            except Exception as exc:
+                raise PluginError(
+                    f"{session.registry.culprit(plugin)}: fuzzkit_campaign_event raised "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
+        return observe
+
+    return [bind(plugin, fn) for plugin, fn in session.registry.campaign_observers]
 
 
 def cmd_minimize(args: argparse.Namespace) -> int:
@@ -492,6 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
+    except (PluginFailure, PluginError) as exc:
+        print(f"fuzzkit: plugin failure: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except FuzzkitError as exc:
         print(f"fuzzkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

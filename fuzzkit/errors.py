@@ -6,6 +6,13 @@ User mistakes subclass the builtin that fits (``ValueError`` for bad input), so 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+#: The exit-code contract of every ``fuzzkit`` command: nothing found, bugs found, bad usage or
+#: input, a plugin or the engine failed.
+EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
+
 
 class FuzzkitError(Exception):
     """Root of fuzzkit's own errors."""
@@ -26,3 +33,36 @@ class ProgramError(FuzzkitError, ValueError):
 
 class MissingFeature(FuzzkitError, RuntimeError):
     """An optional dependency (atheris on a platform without wheels) is not installed."""
+
+
+@dataclass
+class FailureSite:
+    """Where plugin code raised during a run: the plugin whose code raised (``core`` when no
+    plugin frame is on the traceback), the op that was running and the innermost named
+    function of that plugin (usually a primitive)."""
+
+    plugin: str
+    op: str
+    function: str
+    cpu: int
+    step: int
+    error: str
+
+
+class PluginFailure(FuzzkitError):
+    """Plugin code raised (or hung) while a program ran. This is never a finding of the kernel
+    model: the plugin is at fault, and the program that triggers it replays to exit 3."""
+
+    def __init__(self, site: FailureSite) -> None:
+        super().__init__(
+            f"plugin '{site.plugin}' failed in {site.function} during op {site.op} "
+            f"(cpu{site.cpu}, step {site.step}): {site.error}"
+        )
+        self.site = site
+        #: The program that triggers it, where the caller knows it (a campaign saves it).
+        self.program: Any = None
+
+
+class OpHung(Exception):
+    """Raised into an op that ran past the run guard without yielding (see
+    :mod:`fuzzkit.machine.guard`); the run turns it into a :class:`PluginFailure`."""

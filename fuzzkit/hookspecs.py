@@ -126,3 +126,19 @@ def fuzzkit_replace_primitives(replace: Any) -> None:
     and only one plugin may replace a given primitive. Replacements show in
     ``fuzzkit plugins`` and in every finding.
     """
+
+
+# -- campaigns -----------------------------------------------------------------------------
+
+
+@hookspec
+def fuzzkit_campaign_event(event: Any) -> None:
+    """Observe a campaign: called in the ``fuzzkit fuzz`` process for every event its
+    workers report (``started``, ``stats``, ``coverage``, ``finding``, ``seen``,
+    ``plugin_failure``, ``stopped``; the fields of each are documented in
+    :mod:`fuzzkit.engines.base`). ``event`` is a JSON-able dict; do not change it.
+
+    Not a registration hook: it runs while a campaign runs, once per event, never per
+    execution, so a status page or an exporter costs the fuzzing nothing. An exception
+    raised here is the plugin's failure: the campaign stops and exits 3 naming the plugin.
+    """

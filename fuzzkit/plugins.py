@@ -144,3 +144,13 @@ def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
                 raise PluginError(
                     f"{registry.culprit(impl.plugin_name)}: {phase} raised {type(exc).__name__}: {exc}"
                 ) from exc
+    impls = sorted(pm.hook.fuzzkit_campaign_event.get_hookimpls(), key=lambda i: i.plugin_name)
+    registry.campaign_observers = [(impl.plugin_name, impl.function) for impl in impls]
+
+
+def registry_from_flags(flags: Sequence[str]) -> Registry:
+    """The registry the ``-p`` flags ``flags`` select (``no:NAME`` disables, ``NAME`` enables)."""
+    return load_registry(
+        disable=[f[3:] for f in flags if f.startswith("no:")],
+        enable=[f for f in flags if not f.startswith("no:")],
+    )

@@ -129,6 +129,8 @@ class Kernel:
     injection_points: tuple[str, ...]
     replaced: tuple[tuple[str, str], ...]
     fingerprint: str
+    #: Plugin name by the module it was loaded from, to name the plugin whose code raised.
+    modules: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,6 +143,8 @@ class Registry:
     injection_points: dict[str, InjectionPoint] = field(default_factory=dict)
     ops: dict[str, OpSpec] = field(default_factory=dict)
     invariants: dict[tuple[str, str], Invariant] = field(default_factory=dict)
+    #: ``fuzzkit_campaign_event`` implementations: (plugin, function), in plugin-name order.
+    campaign_observers: list[tuple[str, Callable[..., None]]] = field(default_factory=list)
     #: Distribution of each plugin, for error messages.
     _dists: dict[str, str] = field(default_factory=dict)
 
@@ -217,6 +221,7 @@ class Registry:
             injection_points=tuple(sorted(self.injection_points)),
             replaced=tuple((n, r.plugin) for n, r in sorted(self.replacements.items())),
             fingerprint=self.fingerprint(),
+            modules={p.module: p.name for p in self.plugins},
         )
 
 

@@ -1,46 +1,53 @@
 """The atheris engine: libFuzzer mutating bytes, the codec turning them into programs.
 
-libFuzzer owns the process it runs in and ends it with exit(), so a campaign runs it in a
-child (``python -m fuzzkit.engines.atheris_engine``) and the parent reads what the child
-wrote: program files for findings and a JSON-lines log of them.
+libFuzzer owns the process it runs in and ends it with exit(), so each worker of a campaign
+is a process of its own (:func:`main`, started through a small launcher script that
+libFuzzer can re-run for ``-merge``), watched by the supervisor
+(:mod:`fuzzkit.engines.supervisor`): findings are recorded by the worker as they happen
+(:class:`fuzzkit.engines.worker.Recorder`), and libFuzzer's status lines become the
+campaign's statistics and coverage events.
 
 Coverage comes from the kernel model's decisions only (see :mod:`fuzzkit.engines.instrument`).
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import types
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fuzzkit.engines.campaign import FindingSink, Target, prepare_corpus
+from fuzzkit.engines.campaign import Target, prepare_corpus
 from fuzzkit.engines.codec import Codec, write_dictionary
 from fuzzkit.engines.instrument import coverage_modules, instrument
-from fuzzkit.errors import MissingFeature
+from fuzzkit.engines.worker import Emitter, Job, Recorder, worker_env
+from fuzzkit.errors import EXIT_FAILURE, ConfigError, MissingFeature, PluginFailure
 from fuzzkit.generate import random_program
 from fuzzkit.machine.choices import Replay
 from fuzzkit.machine.core import Machine
-from fuzzkit.plugins import load_registry
+from fuzzkit.plugins import registry_from_flags
 from fuzzkit.runner import Session
 
 MAX_LEN = 4096
-#: Executions between two collections of reference cycles (see ``child``).
+#: Executions between two collections of reference cycles (see :func:`main`).
 GC_EVERY = 100
 #: Rounds of ``--bench``: the same programs run this many times, each round timed.
 BENCH_ROUNDS = 5
-#: How often a campaign prints progress.
-PROGRESS_SECONDS = 10
+
+
+def atheris_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("atheris") is not None
 
 
 def require_atheris() -> types.ModuleType:
@@ -54,123 +61,114 @@ def require_atheris() -> types.ModuleType:
     return atheris
 
 
-@dataclass
-class AtherisRun:
-    returncode: int
-    found: list[dict[str, Any]]
-    corpus: Path
+#: libFuzzer flags fuzzkit sets itself, and the fuzzkit flag to use instead.
+OWN_FLAGS = {
+    "jobs": "--jobs (fuzzkit runs and watches its workers itself)",
+    "workers": "--jobs",
+    "fork": "--jobs",
+    "merge": "'fuzzkit corpus merge'",
+    "set_cover_merge": "'fuzzkit corpus merge'",
+    "runs": "--runs",
+    "max_total_time": "--time",
+    "seed": "--seed",
+    "artifact_prefix": "--reports",
+    "exact_artifact_path": "--reports",
+    "dict": "nothing: fuzzkit writes the dictionary from the op table",
+}
+#: A libFuzzer status line: ``#1234 NEW cov: 56 ft: 78 corp: 9/300b ... exec/s: 2000 rss: 80Mb``.
+STATUS = re.compile(
+    r"^#(?P<execs>\d+)\s+(?P<what>\w+)\s+cov: (?P<cov>\d+) ft: (?P<ft>\d+) corp: (?P<corpus>\d+)/"
+    r"(?:.*?exec/s: (?P<rate>\d+))?"
+)
+
+FINAL = re.compile(r"^stat::(number_of_executed_units|average_exec_per_sec):\s+(\d+)")
+FINAL_FIELDS = {"number_of_executed_units": "execs", "average_exec_per_sec": "exec_per_second"}
 
 
-def run(
-    target: Target,
-    *,
-    corpus: Path,
-    findings: Path,
-    plugin_flags: Sequence[str] = (),
-    seed: int = 1,
-    runs: int | None = None,
-    seconds: int | None = None,
-    jobs: int | None = None,
-    libfuzzer_args: Sequence[str] = (),
-    quiet: bool = False,
-) -> AtherisRun:
-    """Run a campaign in a child process and return what it found."""
-    require_atheris()
-    session = Session(_registry(plugin_flags))
-    kernel = target.kernel(session)
-    prepare_corpus(corpus, kernel)
-    dict_path = corpus / "fuzzkit.dict"
-    write_dictionary(Codec(kernel), str(dict_path))
-    findings.mkdir(parents=True, exist_ok=True)
-    log = findings / f".atheris-{target.name}.jsonl"
-    log.unlink(missing_ok=True)
-    args = [f"-dict={dict_path}", f"-seed={seed}", f"-max_len={MAX_LEN}", "-print_final_stats=1"]
-    if runs is not None:
-        args.append(f"-runs={runs}")
-    if seconds is not None:
-        args.append(f"-max_total_time={seconds}")
-    if jobs is not None and jobs > 1:
-        args += [f"-jobs={jobs}", f"-workers={jobs}"]
-    else:
-        # One process re-reading its own corpus folder every second runs extra inputs at
-        # moments set by the clock, so two runs of one seed part ways; only parallel
-        # workers need the reload, to share what each found.
-        args.append("-reload=0")
-    cmd = [*_child_cmd(target, findings, log, plugin_flags), "--", *args, *libfuzzer_args, str(corpus)]
-    fuzzer_log = findings / f"libfuzzer-{target.name}.log"
-    with open(fuzzer_log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=_child_env())
-        if not quiet:
-            print(f"   libFuzzer output: {fuzzer_log}", flush=True)
-        start, reported = time.monotonic(), 0
-        while True:
-            try:
-                proc.wait(timeout=PROGRESS_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            finally:
-                found = _read_log(log)
-                if not quiet:
-                    for f in found[reported:]:
-                        print(f"   found after {f['execs']} executions: {f['title']}", flush=True)
-                    print(f"   {time.monotonic() - start:.0f}s, {len(found)} distinct findings", flush=True)
-                reported = len(found)
-    found = _read_log(log)
-    log.unlink(missing_ok=True)
-    return AtherisRun(proc.returncode, found, corpus)
+class AtherisEngine:
+    """libFuzzer in a worker process per job (see :class:`fuzzkit.engines.base.Engine`)."""
+
+    name = "atheris"
+    default_runs = 20_000
+
+    def check(self, job: Job) -> None:
+        require_atheris()
+        for arg in job.libfuzzer_args:
+            flag = arg.lstrip("-").split("=", 1)[0]
+            if arg.startswith("-") and flag in OWN_FLAGS:
+                raise ConfigError(f"libFuzzer flag '{arg}' is fuzzkit's to set: use {OWN_FLAGS[flag]}")
+
+    def prepare(self, job: Job, session: Session) -> None:
+        kernel = job.target.kernel(session)
+        prepare_corpus(job.corpus, kernel)
+        write_dictionary(Codec(kernel), str(job.corpus / DICTIONARY))
+        launcher = artifacts(job) / LAUNCHER
+        text = f"#!{sys.executable}\nfrom fuzzkit.engines.atheris_engine import main\nmain()\n"
+        if not launcher.exists() or launcher.read_text() != text:
+            tmp = launcher.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.chmod(0o755)
+            os.replace(tmp, launcher)
+
+    def command(self, job: Job) -> list[str]:
+        args = [
+            f"-dict={job.corpus / DICTIONARY}",
+            f"-seed={job.seed}",
+            f"-max_len={MAX_LEN}",
+            "-print_final_stats=1",
+            f"-artifact_prefix={artifacts(job)}/",
+        ]
+        if job.runs is not None:
+            args.append(f"-runs={job.runs}")
+        if job.seconds is not None:
+            args.append(f"-max_total_time={max(1, round(job.seconds))}")
+        if not job.shared:
+            # One process re-reading its own corpus folder every second runs extra inputs at
+            # moments set by the clock, so two runs of one seed part ways; only workers that
+            # share a corpus need the reload, to take up what the others found.
+            args.append("-reload=0")
+        return [str(artifacts(job) / LAUNCHER), *args, *job.libfuzzer_args, str(job.corpus)]
+
+    def parse(self, line: str) -> dict[str, Any] | None:
+        m = STATUS.match(line)
+        if m is None:
+            final = FINAL.match(line)  # -print_final_stats: the last word on executions
+            if final is None:
+                return None
+            return {"kind": "stats", FINAL_FIELDS[final[1]]: int(final[2])}
+        return {
+            "kind": "coverage" if m["what"] == "NEW" else "stats",
+            "execs": int(m["execs"]),
+            "exec_per_second": int(m["rate"]) if m["rate"] else None,
+            "coverage": int(m["cov"]),
+            "features": int(m["ft"]),
+            "corpus": int(m["corpus"]),
+        }
 
 
-def _child_cmd(target: Target, findings: Path, log: Path, plugin_flags: Sequence[str]) -> list[str]:
-    return [
-        sys.executable, "-m", "fuzzkit.engines.atheris_engine",
-        "--arch", target.arch, "--revision", target.revision, "--cpus", str(target.cpus),
-        "--findings", str(findings), "--log", str(log), *[f"-p={flag}" for flag in plugin_flags],
-        *[f"--ops={pattern}" for pattern in target.ops],
-    ]  # fmt: skip
+DICTIONARY = "fuzzkit.dict"
+#: The executable libFuzzer sees as its ``argv[0]`` (it re-runs it for ``-merge``).
+LAUNCHER = "fuzzkit-atheris"
 
 
-def _child_env() -> dict[str, str]:
-    """The child imports what this process can: a plugin loaded by module name (``-p
-    module``) may live on a path added at run time (a test folder, a notebook's cwd). Its
-    string hashes are fixed: set order steers branches, so coverage, and with it what
-    libFuzzer keeps, would otherwise differ from one run of the same seed to the next."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    env.setdefault("PYTHONHASHSEED", "0")
-    return env
+def artifacts(job: Job) -> Path:
+    """Where libFuzzer may leave crash, timeout and leak files: the campaign's folder."""
+    path = job.reports / "campaign" / job.target.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
-def _read_log(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def _registry(plugin_flags: Sequence[str]):  # type: ignore[no-untyped-def]
-    disable = [f[3:] for f in plugin_flags if f.startswith("no:")]
-    enable = [f for f in plugin_flags if not f.startswith("no:")]
-    return load_registry(disable=disable, enable=enable)
-
-
-def child(argv: Sequence[str]) -> None:
-    """The libFuzzer process: never returns (except in --bench mode)."""
-    parser = argparse.ArgumentParser(prog="fuzzkit.engines.atheris_engine")
-    parser.add_argument("--arch", required=True)
-    parser.add_argument("--revision", required=True)
-    parser.add_argument("--cpus", type=int, required=True)
-    parser.add_argument("--findings", type=Path, required=True)
-    parser.add_argument("--log", type=Path, required=True)
-    parser.add_argument("-p", dest="plugin_flags", action="append", default=[])
-    parser.add_argument("--ops", action="append", default=[])
-    parser.add_argument(
-        "--bench", type=int, default=0, help="time this many 32-op programs per round, print exec/s"
-    )
-    ours, libfuzzer = parser.parse_known_args(argv)
-    libfuzzer = [a for a in libfuzzer if a != "--"]
+def main() -> None:
+    """The worker process: libFuzzer runs here and ends it with exit()."""
+    job = Job.from_env()
+    bench = sys.argv[1:2] == ["--bench"]
     atheris = require_atheris()
-    registry = _registry(ours.plugin_flags)
+    registry = registry_from_flags(job.plugin_flags)
     session = Session(registry)
-    kernel = Target(ours.arch, ours.revision, ours.cpus, tuple(ours.ops)).kernel(session)
+    kernel = job.target.kernel(session)
     codec = Codec(kernel)
-    sink = FindingSink(ours.findings, log=ours.log)
+    emit = Emitter.from_env(job)
+    recorder = Recorder(job, session, emit)
     recorded_with = session.recorded_with()
     instrument(atheris, coverage_modules([p.module for p in registry.plugins if p.name != "core"]))
 
@@ -190,38 +188,54 @@ def child(argv: Sequence[str]) -> None:
         if execs % GC_EVERY == 0:
             gc.collect()
         calls, switches, inject = codec.decode_run(data)
-        result = Machine(kernel, calls, Replay(switches, inject)).run()
+        try:
+            result = Machine(kernel, calls, Replay(switches, inject)).run()
+        except PluginFailure as failure:
+            # Not a finding, and not libFuzzer's crash either (it would write crash-* and
+            # call it one): save the program, say whose code failed, and stop.
+            program = codec.decode(data)
+            program.recorded_with = recorded_with
+            recorder.plugin_failure(failure, program, execs)
+            os._exit(EXIT_FAILURE)
         if result.finding is not None:
             recorded = session.record(codec.decode(data), result)
             recorded.recorded_with = recorded_with
-            sink.add(result.finding, recorded, execs)
+            recorder.finding(result.finding, recorded, execs)
 
-    if ours.bench:
+    if bench:
         rng = random.Random(1)
-        inputs = [codec.encode(random_program(kernel, rng, 32)) for _ in range(ours.bench)]
+        programs = int(sys.argv[2])
+        inputs = [codec.encode(random_program(kernel, rng, 32)) for _ in range(programs)]
         rates = []
         for _ in range(BENCH_ROUNDS):
             start = time.perf_counter()
             for data in inputs:
                 test_one_input(data)
-            rates.append(ours.bench / (time.perf_counter() - start))
+            rates.append(programs / (time.perf_counter() - start))
         print(json.dumps({"exec_per_second": rates}))
         return
-    atheris.Setup([sys.argv[0], *libfuzzer], test_one_input)
+    atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 
 
-def bench(target: Target, programs: int, plugin_flags: Sequence[str] = ()) -> list[float]:
+def bench(target: Target, programs: int, plugin_flags: Sequence[str] = (), workers: int = 1) -> list[float]:
     """Executions per second of the instrumented engine on seeded 32-op programs, one figure
     per round (``BENCH_ROUNDS``): a neighbour on a shared machine slows some rounds down,
-    so a single timing says as much about the neighbour as about the engine."""
+    so a single timing says as much about the neighbour as about the engine. With several
+    ``workers``, that many processes run the same rounds at once and each round's figure is
+    their sum: what a campaign with ``--jobs`` gets out of the machine."""
     require_atheris()
     with tempfile.TemporaryDirectory(prefix="fuzzkit-bench-") as tmp:
-        cmd = [*_child_cmd(target, Path(tmp), Path(tmp) / "log", plugin_flags), "--bench", str(programs)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=_child_env()).stdout
-    rates: list[float] = json.loads(out.strip().splitlines()[-1])["exec_per_second"]
-    return rates
+        job = Job("atheris", target, 0, 1, None, None, Path(tmp), Path(tmp), tuple(plugin_flags))
+        env = worker_env(job)
+        cmd = [sys.executable, "-m", "fuzzkit.engines.atheris_engine", "--bench", str(programs)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(workers)]
+        outs = [p.communicate()[0] for p in procs]
+        if any(p.returncode for p in procs):
+            raise MissingFeature(f"the atheris bench worker failed (exit {[p.returncode for p in procs]})")
+    per_worker = [json.loads(out.strip().splitlines()[-1])["exec_per_second"] for out in outs]
+    return [sum(r) for r in zip(*per_worker, strict=True)]
 
 
 if __name__ == "__main__":
-    child(sys.argv[1:])
+    main()

@@ -1,5 +1,5 @@
 """What both engines share: the target being fuzzed, its corpus folder (stamped with the op
-table it was made with), and the sink that turns findings into program files.
+table it was made with), and :func:`save_program`, which turns findings into program files.
 
 A target is (arch, revision, cpus, plugin set, optional op focus); the plugin set and focus
 are identified by the op-table fingerprint. A corpus made with another op table would be
@@ -15,14 +15,13 @@ import json
 import os
 import re
 import tempfile
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fuzzkit.domains import Handle
 from fuzzkit.errors import ConfigError
-from fuzzkit.machine.core import Call, Finding
+from fuzzkit.machine.core import Call
 from fuzzkit.program import Program
 from fuzzkit.registry import Kernel
 from fuzzkit.runner import Session
@@ -113,39 +112,20 @@ def slug(title: str) -> str:
     return f"{words[:60].rstrip('-')}-{digest}"
 
 
-@dataclass
-class FindingSink:
-    """Writes the first program seen for each finding title to ``folder/<slug>.json`` and
-    counts the rest. Never overwrites: a title already on disk is kept as it is."""
-
-    folder: Path
-    #: A JSON line per newly written finding, so the parent of a libFuzzer child process
-    #: learns what it found (libFuzzer ends the process without unwinding Python).
-    log: Path | None = None
-    counts: Counter[str] = field(default_factory=Counter)
-    written: dict[str, Path] = field(default_factory=dict)
-
-    def add(self, finding: Finding, program: Program, execs: int | None = None) -> Path | None:
-        """Record one occurrence; ``execs`` (the executions so far) goes in the log."""
-        self.counts[finding.title] += 1
-        if finding.title in self.written:
-            return None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{slug(finding.title)}.json"
-        self.written[finding.title] = path
-        if path.exists():
-            return None
-        program.description = f"{finding.title} (cpu{finding.cpu}, step {finding.step})"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".finding-", suffix=".tmp")
+def save_program(folder: Path, name: str, program: Program) -> Path:
+    """Write ``program`` to ``folder/name`` atomically unless that file exists (a concurrent
+    writer or an earlier campaign got there first: the file already on disk is kept)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if path.exists():
+        return path
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".finding-", suffix=".tmp")
+    try:
         with os.fdopen(fd, "w") as f:
             f.write(program.dumps())
-        try:
-            os.link(tmp, path)  # atomic, and fails rather than overwrite a concurrent writer
-        except FileExistsError:
-            return None
-        finally:
-            os.unlink(tmp)
-        if self.log is not None:
-            with open(self.log, "a") as f:
-                f.write(json.dumps({"title": finding.title, "file": str(path), "execs": execs}) + "\n")
-        return path
+        os.link(tmp, path)  # atomic, and fails rather than overwrite a concurrent writer
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    return path

@@ -20,14 +20,16 @@ small), ``fuzzkit-dev``, ``fuzzkit-overnight``. The example database lives under
 from __future__ import annotations
 
 import functools
+import signal
+import sys
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import hypothesis.core
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.internal.conjecture import providers as _providers
 from hypothesis.stateful import (
     Bundle,
@@ -40,15 +42,15 @@ from hypothesis.stateful import (
 
 from fuzzkit.domains import Choice, Domain, Handle
 from fuzzkit.engines.campaign import Target, trusted_calls
+from fuzzkit.engines.worker import STATS_SECONDS, Emitter, Job, Recorder
+from fuzzkit.errors import EXIT_FAILURE, ConfigError, PluginFailure
 from fuzzkit.explore import explore_calls
 from fuzzkit.machine.choices import Replay
 from fuzzkit.machine.core import Finding, Machine, RunResult
-from fuzzkit.plugins import load_registry
+from fuzzkit.plugins import load_registry, registry_from_flags
 from fuzzkit.program import OpCall, Program
 from fuzzkit.registry import Kernel, OpSpec
 from fuzzkit.runner import Session
-
-DATABASE = Path(__file__).resolve().parents[2] / "corpora" / "hypothesis"
 
 # Hypothesis mixes literal constants found in every loaded module into what it generates, so
 # the same seed would search differently depending on which plugins happen to be imported.
@@ -154,7 +156,11 @@ def state_machine(
     def run(self: Any) -> RunResult:
         if self.result is None:
             calls = trusted_calls(self.program, kernel)
-            self.result = Machine(kernel, calls, Replay(self.program.switches, self.program.inject)).run()
+            try:
+                self.result = Machine(kernel, calls, Replay(self.program.switches, self.program.inject)).run()
+            except PluginFailure as exc:
+                exc.program = self.program  # what a campaign saves for `fuzzkit replay`
+                raise
         return self.result
 
     body["run"] = run
@@ -272,6 +278,11 @@ def _failure_type(spec_id: str) -> type[FuzzkitFailure]:
     return type(f"FuzzkitFailure_{spec_id}", (FuzzkitFailure,), {})
 
 
+class StopCampaign(BaseException):
+    """Ends a campaign between two examples (its time is up, or it was asked to stop).
+    A ``BaseException``, so hypothesis lets it through as it does KeyboardInterrupt."""
+
+
 def campaign(
     session: Session,
     target: Target,
@@ -279,11 +290,21 @@ def campaign(
     examples: int,
     seed: int,
     known: Iterable[str] = (),
-    database: Path | None = None,
+    database: ExampleDatabase | Path | None = None,
     max_findings: int = 20,
+    on_failure: Callable[[FuzzkitFailure], None] | None = None,
+    on_example: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[FuzzkitFailure]:
-    """Run the state machine until ``examples`` are spent; after each failure (hypothesis
-    stops at one) the bug's title is added to the ignore list and the search goes on.
+    """Run the state machine until ``examples`` are spent or ``should_stop()`` says so (it is
+    asked before each example); after each failure (hypothesis stops at one) the bug's title
+    is added to the ignore list and the search goes on. ``on_failure`` hears of each failure
+    when hypothesis finds it, ``on_example`` of every example with the count so far.
+
+    The seed is given to hypothesis as ``@seed`` would give it, which keeps ``database``
+    (saved failures, replayed first next time: a rerun resumes) in use; a forced global seed
+    would turn the database off. A plugin's exception ends the campaign as
+    :class:`~fuzzkit.errors.PluginFailure` with the failing ``program`` attached.
 
     A campaign does not let hypothesis shrink: triage minimizes every finding anyway, within
     a replay budget and knowing what a schedule is, while hypothesis re-runs each candidate's
@@ -292,6 +313,15 @@ def campaign(
     seen = set(known)
     budget = examples
     spent = [0]
+    db = DirectoryBasedExampleDatabase(str(database)) if isinstance(database, Path) else database
+
+    def failed(failure: FuzzkitFailure) -> None:
+        last.append(failure)
+        if on_failure is not None and failure.finding.title not in reported:
+            reported.add(failure.finding.title)
+            on_failure(failure)
+
+    reported: set[str] = set()
     while budget > 0 and len(found) < max_findings:
         last: list[FuzzkitFailure] = []
         base = state_machine(
@@ -301,35 +331,118 @@ def campaign(
             session=session,
             ops=target.ops,
             known=seen,
-            on_failure=last.append,
+            on_failure=failed,
         )
 
         class Counted(base):  # type: ignore[valid-type, misc]
+            _hypothesis_internal_use_seed = seed + len(found)
+
             def __init__(self) -> None:
+                if should_stop is not None and should_stop():
+                    raise StopCampaign
                 spent[0] += 1
+                if on_example is not None:
+                    on_example(spent[0])
                 super().__init__()
 
-        machine = Counted
         before = spent[0]
-        db = DirectoryBasedExampleDatabase(str(database)) if database is not None else None
         run_settings = settings(
             settings.get_profile("fuzzkit-dev"),
             max_examples=budget,
             database=db,
             derandomize=False,
-            phases=CAMPAIGN_PHASES,
+            # Saved failures are replayed by the first run only: a later one ignores the bugs
+            # found so far, and hypothesis deletes a saved example that no longer fails.
+            phases=CAMPAIGN_PHASES if not found else tuple(p for p in CAMPAIGN_PHASES if p != Phase.reuse),
             report_multiple_bugs=False,
         )
-        previous = hypothesis.core.global_force_seed
-        hypothesis.core.global_force_seed = seed + len(found)  # type: ignore[assignment]
         try:
-            run_state_machine_as_test(machine, settings=run_settings)
+            run_state_machine_as_test(Counted, settings=run_settings)
             budget = 0
         except FuzzkitFailure:
             failure = last[-1]  # hypothesis re-runs the minimal example last
             found.append(failure)
             seen.add(failure.finding.title)
             budget -= max(1, spent[0] - before)
-        finally:
-            hypothesis.core.global_force_seed = previous
+        except StopCampaign:
+            break
     return found
+
+
+class HypothesisEngine:
+    """The state machine in a worker process per job (see :class:`fuzzkit.engines.base.Engine`)."""
+
+    name = "hypothesis"
+    default_runs = 300
+
+    def check(self, job: Job) -> None:
+        if job.libfuzzer_args:
+            raise ConfigError("arguments after '--' are libFuzzer's; they need --engine atheris")
+
+    def prepare(self, job: Job, session: Session) -> None:
+        job.target.kernel(session)
+        job.corpus.mkdir(parents=True, exist_ok=True)
+
+    def command(self, job: Job) -> list[str]:
+        return [sys.executable, "-m", "fuzzkit.engines.hypothesis_engine"]
+
+    def parse(self, line: str) -> dict[str, Any] | None:
+        return None
+
+
+def main() -> None:
+    """The worker process: a campaign until its examples or time are spent, or SIGINT/SIGTERM
+    asks it to stop (checked between examples, so the example database is never left
+    half-written)."""
+    job = Job.from_env()
+    emit = Emitter.from_env(job)
+    session = Session(registry_from_flags(job.plugin_flags))
+    recorder = Recorder(job, session, emit)
+    stop = [False]
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop[0] = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    start = time.monotonic()
+    deadline = start + job.seconds if job.seconds is not None else None
+    spent = [0]
+    next_stats = [start + STATS_SECONDS]
+
+    def should_stop() -> bool:
+        return stop[0] or (deadline is not None and time.monotonic() >= deadline)
+
+    def on_example(n: int) -> None:
+        spent[0] = n
+        now = time.monotonic()
+        if now >= next_stats[0]:
+            next_stats[0] = now + STATS_SECONDS
+            emit("stats", execs=n, exec_per_second=round(n / (now - start), 1))
+
+    budget = (
+        job.runs
+        if job.runs is not None
+        else (10**12 if deadline is not None else HypothesisEngine.default_runs)
+    )
+    try:
+        campaign(
+            session,
+            job.target,
+            examples=budget,
+            seed=job.seed,
+            database=job.corpus,
+            max_findings=10**6,
+            on_failure=lambda f: recorder.finding(f.finding, f.program, spent[0]),
+            on_example=on_example,
+            should_stop=should_stop,
+        )
+    except PluginFailure as failure:
+        recorder.plugin_failure(failure, failure.program or Program(), spent[0])
+        sys.exit(EXIT_FAILURE)
+    elapsed = time.monotonic() - start
+    emit("stats", execs=spent[0], exec_per_second=round(spent[0] / max(elapsed, 1e-9), 1))
+
+
+if __name__ == "__main__":
+    main()

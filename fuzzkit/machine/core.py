@@ -26,6 +26,8 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fuzzkit.errors import PluginFailure
+from fuzzkit.machine import guard
 from fuzzkit.machine.arch import (
     OOPS,
     PAGE_SHIFT,
@@ -33,6 +35,7 @@ from fuzzkit.machine.arch import (
     Arch,
     Fault,
 )
+from fuzzkit.machine.blame import blame
 from fuzzkit.machine.choices import ChoiceSource
 
 if TYPE_CHECKING:
@@ -490,6 +493,7 @@ class Machine:
         step = self.step
         # Replaced, never changed in place: a choice source may hold on to ``runnable``.
         active = [c for c in cpus if c.gen is not None or c.queue]
+        guarded = guard.arm()
         try:
             while active:
                 if self._sleepers:
@@ -540,7 +544,12 @@ class Machine:
             finding = self._finding(v, cpu)
             if self.trace is not None and cpu is not None and cpu.call is not None:
                 self._record(cpu, cpu.call, f"VIOLATION {v}")
+        except (Exception, SystemExit) as exc:
+            # Not a finding: plugin code (an executor, primitive or check) raised or hung.
+            raise PluginFailure(blame(exc, self.kernel.modules, cpu, self.step)) from exc
         finally:
+            if guarded:
+                guard.disarm()
             for c in cpus:
                 if c.gen is not None:
                     c.gen.close()

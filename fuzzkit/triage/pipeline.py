@@ -107,6 +107,119 @@ def triage(
     return out
 
 
+@dataclass
+class Recorded:
+    """What :func:`record` did with one finding program."""
+
+    bug: Bug
+    #: True when the program showed a bug the store did not have.
+    new: bool
+
+
+FINDINGS = "findings"
+
+
+def check_reports(reports: Path) -> None:
+    """Before a campaign's first execution: the reports folder can be written and its
+    ``bugs.json`` read (a problem found after a night of fuzzing is a night lost)."""
+    if reports.exists() and not reports.is_dir():
+        raise TriageError(f"{reports}: --reports names a file, not a folder")
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=reports, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise TriageError(f"{reports}: the reports folder is not writable ({exc.strerror})") from exc
+    BugStore.load(reports)
+
+
+def record(
+    session: Session,
+    reports: str | Path,
+    path: str | Path,
+    program: Program | None = None,
+    *,
+    now: str | None = None,
+) -> Recorded | None:
+    """Sign the finding program saved at ``path`` (inside ``reports``) and merge it into the
+    store at once: a campaign's findings are durable the moment they are found, and only
+    minimizing and bundling wait (:func:`bundle_pending`). None when it replays clean."""
+    reports, path = Path(reports), Path(path)
+    program = program if program is not None else load(path)
+    sig = signature(session, program, str(path))
+    if sig is None:
+        return None
+    rel = os.path.relpath(path, reports)
+    with BugStore.update(reports) as store:
+        bug = store.find(sig)
+        new = bug is None
+        if bug is None:
+            bug = _new_bug(session, sig, program)
+            store.bugs.append(bug)
+        if rel not in bug.programs:
+            bug.programs.append(rel)
+        store.seen(bug, sig, now or timestamp())
+        write_index(store)
+    return Recorded(bug, new)
+
+
+def add_counts(reports: str | Path, counts: dict[str, int], *, now: str | None = None) -> None:
+    """Add occurrences (by bug slug) that a campaign saw again after recording them."""
+    if not counts:
+        return
+    now = now or timestamp()
+    with BugStore.update(reports) as store:
+        for slug_, n in counts.items():
+            bug = store.by_slug(slug_)
+            if bug is not None:
+                bug.count += n
+                bug.last_seen = now
+        write_index(store)
+
+
+def absorb(session: Session, reports: str | Path) -> list[Recorded]:
+    """Record every finding file in ``reports/findings`` that no bug lists yet: what a
+    campaign killed between saving a program and recording it left behind."""
+    reports = Path(reports)
+    folder = reports / FINDINGS
+    if not folder.is_dir():
+        return []
+    known = BugStore.load(reports).recorded()
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        if os.path.relpath(path, reports) in known:
+            continue
+        try:
+            done = record(session, reports, path)
+        except FuzzkitError as exc:
+            raise TriageError(f"{path}: cannot record this finding: {exc}") from exc
+        if done is not None:
+            out.append(done)
+    return out
+
+
+def bundle_pending(session: Session, reports: str | Path, *, budget: int = DEFAULT_BUDGET) -> list[Triaged]:
+    """Minimize and bundle every recorded bug that has no bundle yet. Minimizing runs outside
+    the store's lock, so campaigns sharing the folder go on recording meanwhile."""
+    reports = Path(reports)
+    out = []
+    for bug in BugStore.load(reports).bugs:
+        if (reports / bug.slug).exists() or not bug.programs:
+            continue
+        program = load(reports / bug.programs[0])
+        result = minimize(session, program, budget=budget, title=bug.title)
+        with BugStore.update(reports) as store:
+            live = store.by_slug(bug.slug)
+            if live is None or (reports / bug.slug).exists():
+                continue
+            entry = Triaged(live, new=True)
+            _bundle(session, reports, entry, program, budget, result)
+            write_index(store)
+        out.append(entry)
+    return out
+
+
 def _new_bug(session: Session, sig: Signature, program: Program) -> Bug:
     f = sig.finding
     kernel = session.kernel(program.arch, program.revision, program.cpus)
@@ -124,9 +237,16 @@ def _new_bug(session: Session, sig: Signature, program: Program) -> Bug:
     )
 
 
-def _bundle(session: Session, reports: Path, entry: Triaged, program: Program, budget: int) -> None:
+def _bundle(
+    session: Session,
+    reports: Path,
+    entry: Triaged,
+    program: Program,
+    budget: int,
+    result: Minimized | None = None,
+) -> None:
     bug = entry.bug
-    result = minimize(session, program, budget=budget, title=bug.title)
+    result = result or minimize(session, program, budget=budget, title=bug.title)
     small = result.program
     small.description = f"{bug.title} (minimized: {result.summary()})"
     entry.minimized = result

@@ -64,6 +64,9 @@ class Bug:
     #: When the status was last set by a re-run, and why a re-run could not replay.
     checked: str = ""
     note: str = ""
+    #: Finding files (relative to the reports folder) recorded as occurrences of this bug,
+    #: the first one its bundle is made from; a file listed nowhere is still to be recorded.
+    programs: list[str] = field(default_factory=list)
 
     @property
     def titles(self) -> frozenset[str]:
@@ -89,6 +92,7 @@ class Bug:
             "status": self.status,
             "checked": self.checked,
             "note": self.note,
+            "programs": list(self.programs),
         }
 
 
@@ -126,6 +130,11 @@ def _bug_from_json(raw: Any, where: str) -> Bug:
     alt = get("alt_titles", list)
     if not all(isinstance(t, str) for t in alt):
         raise fail("alt_titles", "expected a list of strings")
+    programs = get("programs", list, optional=True) or []
+    if not all(
+        isinstance(p, str) and ".." not in Path(p).parts and not Path(p).is_absolute() for p in programs
+    ):
+        raise fail("programs", "expected a list of paths inside the reports folder")
     return Bug(
         title=get("title", str),
         slug=get("slug", str),
@@ -145,6 +154,7 @@ def _bug_from_json(raw: Any, where: str) -> Bug:
         status=status,
         checked=get("checked", str),
         note=get("note", str),
+        programs=list(programs),
     )
 
 
@@ -223,6 +233,10 @@ class BugStore:
             if bug.titles & titles:
                 return bug
         return None
+
+    def recorded(self) -> set[str]:
+        """Every finding file some bug lists (see :attr:`Bug.programs`)."""
+        return {p for bug in self.bugs for p in bug.programs}
 
     def by_slug(self, slug: str) -> Bug | None:
         return next((b for b in self.bugs if b.slug == slug), None)

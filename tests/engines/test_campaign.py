@@ -1,4 +1,4 @@
-"""Corpus stamps and the finding sink: nothing misread, nothing overwritten."""
+"""Corpus stamps and saved findings: nothing misread, nothing overwritten."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from helpers import program
 
 from fuzzkit import ConfigError
-from fuzzkit.engines.campaign import FindingSink, Target, prepare_corpus, slug
+from fuzzkit.engines.campaign import Target, prepare_corpus, save_program, slug
 from fuzzkit.program import load
 from fuzzkit.runner import Session
 
@@ -26,28 +26,17 @@ def test_corpus_from_another_op_table_is_refused(session: Session, tmp_path: Pat
         prepare_corpus(tmp_path, session.kernel("arm64", "fixed", 2))
 
 
-def test_sink_writes_replayable_programs_once_per_title(session: Session, tmp_path: Path) -> None:
+def test_saved_finding_replays_and_is_never_overwritten(session: Session, tmp_path: Path) -> None:
     prog = program(MERGED_I16, revision="merged")
     result = session.run(prog)
     assert result.finding is not None
-    sink = FindingSink(tmp_path / "findings", log=tmp_path / "log.jsonl")
-    path = sink.add(result.finding, session.record(prog, result))
-    assert path is not None and path.name == slug(result.finding.title) + ".json"
-    assert sink.add(result.finding, session.record(prog, result)) is None
-    assert sink.counts[result.finding.title] == 2
-    replayed = session.run(load(path))
-    assert replayed.finding == result.finding
-    assert (tmp_path / "log.jsonl").read_text().count("\n") == 1
-
-
-def test_sink_never_overwrites_an_existing_file(session: Session, tmp_path: Path) -> None:
-    prog = program(MERGED_I16, revision="merged")
-    result = session.run(prog)
-    assert result.finding is not None
-    target = tmp_path / f"{slug(result.finding.title)}.json"
-    target.write_text("kept")
-    assert FindingSink(tmp_path).add(result.finding, session.record(prog, result)) is None
-    assert target.read_text() == "kept"
+    name = slug(result.finding.title) + ".json"
+    path = save_program(tmp_path / "findings", name, session.record(prog, result))
+    assert session.run(load(path)).finding == result.finding
+    path.write_text("kept")
+    assert save_program(tmp_path / "findings", name, session.record(prog, result)) == path
+    assert path.read_text() == "kept"
+    assert [p.name for p in path.parent.iterdir()] == [name], "no temporary file is left behind"
 
 
 def test_hypothesis_throughput_counts_examples(session: Session) -> None:

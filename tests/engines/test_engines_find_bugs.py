@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from fuzzkit import load_registry
-from fuzzkit.engines import atheris_engine
+from fuzzkit.engines.atheris_engine import AtherisEngine
 from fuzzkit.engines.campaign import Target
 from fuzzkit.engines.hypothesis_engine import campaign
+from fuzzkit.engines.supervisor import fuzz
+from fuzzkit.plugins import registry_from_flags
 from fuzzkit.program import Program, load
 from fuzzkit.runner import Session
 from fuzzkit.triage import minimize
@@ -31,6 +33,26 @@ ARENA_ONLY = ["struct_ops", "scx"]
 @pytest.fixture(scope="module")
 def arena_session() -> Session:
     return Session(load_registry(disable=ARENA_ONLY))
+
+
+def atheris_campaign(
+    target: Target, tmp_path: Path, *, seed: int, runs: int, plugin_flags: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The findings of one atheris worker's campaign (no triage), as its events report them."""
+    flags = plugin_flags or []
+    result = fuzz(
+        AtherisEngine(),
+        Session(registry_from_flags(flags)),
+        [target],
+        reports=tmp_path / "reports",
+        corpora=tmp_path / "corpus",
+        seed=seed,
+        runs=runs,
+        plugin_flags=flags,
+        triage=False,
+    )
+    assert not result.plugin_failures and not result.engine_failures
+    return result.findings
 
 
 def test_hypothesis_finds_the_merged_unallocatable_slot(arena_session: Session) -> None:
@@ -53,19 +75,16 @@ def test_hypothesis_is_quiet_on_the_fixed_revision_for_the_same_budget(arena_ses
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris has no wheel here")
 def test_atheris_finds_the_merged_unallocatable_slot(arena_session: Session, tmp_path: Path) -> None:
     session = arena_session
-    run = atheris_engine.run(
+    found = atheris_campaign(
         Target("x86", "merged", 1),
-        corpus=tmp_path / "corpus",
-        findings=tmp_path / "findings",
+        tmp_path,
         plugin_flags=[f"no:{name}" for name in ARENA_ONLY],
         seed=2,
         runs=20_000,
-        quiet=True,
     )
-    assert run.returncode == 0
-    titles = [f["title"] for f in run.found]
+    titles = [f["title"] for f in found]
     assert UNALLOCATABLE in titles
-    path = Path(next(f["file"] for f in run.found if f["title"] == UNALLOCATABLE))
+    path = Path(next(f["file"] for f in found if f["title"] == UNALLOCATABLE))
     replayed = session.run(load(path))
     assert replayed.finding is not None and replayed.finding.title == UNALLOCATABLE
 
@@ -105,17 +124,8 @@ def test_atheris_finds_the_scx_single_retry_race(
     retry_session: Session, session: Session, tmp_path: Path
 ) -> None:
     runs = 20_000
-    run = atheris_engine.run(
-        FOCUS,
-        corpus=tmp_path / "corpus",
-        findings=tmp_path / "findings",
-        plugin_flags=[SINGLE_RETRY],
-        seed=9,
-        runs=runs,
-        quiet=True,
-    )
-    assert run.returncode == 0
-    [hit] = [f for f in run.found if f["title"] == GAVE_UP]
+    found = atheris_campaign(FOCUS, tmp_path, plugin_flags=[SINGLE_RETRY], seed=9, runs=runs)
+    [hit] = [f for f in found if f["title"] == GAVE_UP]
     assert hit["execs"] <= runs
     assert_variant_race(retry_session, session, load(Path(hit["file"])))
 
@@ -127,16 +137,8 @@ def test_atheris_search_is_the_same_in_every_process(tmp_path: Path) -> None:
     # the clock (each of those once made two such runs part ways).
     kept = []
     for name in ("a", "b"):
-        run = atheris_engine.run(
-            FOCUS,
-            corpus=tmp_path / name,
-            findings=tmp_path / f"{name}-findings",
-            seed=9,
-            runs=8_000,
-            quiet=True,
-        )
-        assert run.returncode == 0
-        kept.append(sorted(p.name for p in (tmp_path / name).iterdir()))
+        atheris_campaign(FOCUS, tmp_path / name, seed=9, runs=8_000)
+        kept.append(sorted(p.name for p in (tmp_path / name / "corpus" / FOCUS.name).iterdir()))
     assert len(kept[0]) > 20 and kept[0] == kept[1]
 
 
@@ -153,17 +155,13 @@ def clear_variant(ref: str) -> Session:
 
 def atheris_on_clear_variant(ref: str, cpus: int, seed: int, tmp_path: Path) -> list[dict[str, Any]]:
     """What an atheris campaign of 20,000 runs finds with the arena plugins and variant ``ref``."""
-    run = atheris_engine.run(
+    return atheris_campaign(
         Target("x86", "fixed", cpus),
-        corpus=tmp_path / "corpus",
-        findings=tmp_path / "findings",
+        tmp_path,
         plugin_flags=[*(f"no:{name}" for name in ARENA_ONLY), ref],
         seed=seed,
         runs=20_000,
-        quiet=True,
     )
-    assert run.returncode == 0
-    return run.found
 
 
 def test_hypothesis_finds_the_clear_callback_that_frees_the_scratch_page(arena_session: Session) -> None:
