@@ -6,9 +6,15 @@ User mistakes subclass the builtin that fits (``ValueError`` for bad input), so 
 
 from __future__ import annotations
 
+from fuzzkit.text import printable
+
 
 class FuzzkitError(Exception):
-    """Root of fuzzkit's own errors."""
+    """Root of fuzzkit's own errors. Its message is one line, control characters escaped:
+    messages quote file names, field names and values from files anyone can write."""
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
 
 
 class PluginError(FuzzkitError):
