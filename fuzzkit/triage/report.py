@@ -31,7 +31,7 @@ from fuzzkit.runner import Session, format_result, trace_table
 from fuzzkit.triage.minimize import Minimized
 from fuzzkit.triage.probe import Replayer, Snapshot, snapshot
 from fuzzkit.triage.size import ProgramSize
-from fuzzkit.triage.store import Bug, BugStore
+from fuzzkit.triage.store import Bug, BugStore, write_atomically
 
 #: Steps of the trace shown before the violating step.
 TRACE_WINDOW = 16
@@ -316,9 +316,5 @@ def write_index(store: BugStore) -> Path:
     text = "# fuzzkit bugs\n\nOne row per distinct bug; formats in reports/README.md.\n\n"
     text += render_index(store) + "\n"
     path = store.folder / "index.md"
-    store.folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store.folder, prefix=".index.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomically(path, text)
     return path
