@@ -17,7 +17,8 @@ from fuzzkit.errors import FuzzkitError
 from fuzzkit.plugins import load_registry
 from fuzzkit.program import load
 from fuzzkit.registry import DEFAULT_REVISION, Registry
-from fuzzkit.runner import Session, ops_table, trace_json, trace_table
+from fuzzkit.runner import Session, jsonable, ops_table, trace_json, trace_table
+from fuzzkit.text import printable
 
 #: Exit codes: a clean run, a run that found something, and bad input or configuration.
 EXIT_CLEAN, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
@@ -253,15 +254,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     "file": str(path),
                     "config": {"arch": prog.arch, "revision": prog.revision, "cpus": prog.cpus},
                     "steps": result.steps,
-                    "results": {str(k): v for k, v in sorted(result.results.items())},
+                    "results": {str(k): jsonable(v) for k, v in sorted(result.results.items())},
                     "finding": result.finding.to_json() if result.finding else None,
                     "trace": trace_json(result.trace or []),
                 }
             )
             continue
-        print(f"== {path} ({prog.arch}, {prog.revision}, {prog.cpus} cpu{'s' if prog.cpus > 1 else ''})")
+        print(
+            f"== {printable(str(path))} ({prog.arch}, {prog.revision}, "
+            f"{prog.cpus} cpu{'s' if prog.cpus > 1 else ''})"
+        )
         if prog.description:
-            print(prog.description)
+            print(printable(prog.description))
         print()
         print(ops_table(prog, result))
         if not args.no_trace:
@@ -347,10 +351,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 def cmd_minimize(args: argparse.Namespace) -> int:
     from fuzzkit.triage import DEFAULT_BUDGET, minimize_file
 
+    if args.budget is not None and args.budget < 1:
+        raise FuzzkitError(f"--budget: must be at least 1 replay, got {args.budget}")
     out = args.output or args.file.with_name(args.file.name.removesuffix(".json") + ".min.json")
-    result = minimize_file(Session(_registry(args)), args.file, out, budget=args.budget or DEFAULT_BUDGET)
+    budget = DEFAULT_BUDGET if args.budget is None else args.budget
+    result = minimize_file(Session(_registry(args)), args.file, out, budget=budget)
     print(result.summary())
-    print(f"written: {out}")
+    print(f"written: {printable(str(out))}")
     return EXIT_CLEAN
 
 
@@ -358,8 +365,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from fuzzkit.triage import recheck, render_index
 
     store = recheck(Session(_registry(args)), args.dir)
-    print(render_index(store, "simple"))
-    print(f"\nwritten: {args.dir / 'index.md'}")
+    print(printable(render_index(store, "simple"), newlines=True))
+    print(f"\nwritten: {printable(str(args.dir / 'index.md'))}")
     return EXIT_CLEAN
 
 
@@ -376,19 +383,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         found += result.finding is not None
         rows.append(
             [
-                path.name,
+                printable(path.name),
                 f"{prog.arch}/{prog.revision}",
                 prog.cpus,
                 result.steps,
-                result.finding.title if result.finding else "clean",
+                printable(result.finding.title) if result.finding else "clean",
             ]
         )
     print(tabulate(rows, headers=["program", "config", "cpus", "steps", "outcome"], tablefmt="simple"))
     print(
         f"\n{len(files)} programs replayed, {found} with findings. "
-        f"Replay one with its trace: fuzzkit replay {files[0]}"
+        f"Replay one with its trace: fuzzkit replay {printable(str(files[0]))}"
     )
-    return EXIT_CLEAN
+    return EXIT_FINDING if found else EXIT_CLEAN
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
