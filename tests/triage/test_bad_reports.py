@@ -15,52 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reports_helpers import BUGGY, T1, make_reports
 
 from fuzzkit.cli import EXAMPLES, main
-from fuzzkit.program import load, save
+from fuzzkit.program import load
 from fuzzkit.runner import Session
-from fuzzkit.triage import Bug, BugStore, TriageError, recheck, signature, slug, triage, write_bundle
+from fuzzkit.triage import BugStore, TriageError, recheck, triage, write_bundle
 from fuzzkit.triage import store as store_module
 from fuzzkit.triage.report import regression_test_name
-from fuzzkit.triage.size import program_size
 
-T1 = "2026-06-01T10:00:00+00:00"
 SIZE = {"ops": 1, "cpus": 1, "switches": 0, "inject": 0, "weight": 0}
 #: The start of a program file, for damaged ones.
 HEAD = '{"fuzzkit": "program", "schema": 1, "ops": [], '
-BUGGY = ("merged_unallocatable_slot.json", "scx_set_cmask_after_free.json")
-
-
-def make_reports(session: Session, folder: Path, names: tuple[str, ...] = BUGGY) -> BugStore:
-    """A reports folder with one bundle (just repro.json) per example program, as triage
-    would record it, without minimizing."""
-    store = BugStore(folder)
-    for name in names:
-        program = load(EXAMPLES / name)
-        sig = signature(session, program, name)
-        assert sig is not None
-        f = sig.finding
-        kernel = session.kernel(program.arch, program.revision, program.cpus)
-        bug = Bug(
-            title=sig.title,
-            slug=slug(sig.title),
-            spec_id=f.spec_id,
-            op=f.op,
-            primitive=sig.primitive,
-            arch=f.arch,
-            revision=f.revision,
-            replaced=[],
-            alt_titles=list(sig.alt_titles),
-            count=1,
-            first_seen=T1,
-            last_seen=T1,
-            original_size=program_size(program, kernel).to_json(),
-        )
-        (folder / bug.slug).mkdir(parents=True)
-        save(program, folder / bug.slug / "repro.json")
-        store.bugs.append(bug)
-    store.save()
-    return store
 
 
 def edit_bugs(folder: Path, change: Any) -> None:
