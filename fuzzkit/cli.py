@@ -273,7 +273,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(trace_table(result.trace or [], prog.cpus))
         print()
         if result.finding:
-            print(f"FINDING: {result.finding.title}  (cpu{result.finding.cpu}, step {result.finding.step})")
+            f = result.finding
+            print(f"FINDING: {printable(f.title)}  (cpu{f.cpu}, step {f.step})")
         else:
             print(f"clean: no invariant violated in {result.steps} steps")
         print()
