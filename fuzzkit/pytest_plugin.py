@@ -27,10 +27,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 import pytest
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from fuzzkit.program import Program
     from fuzzkit.runner import Session
 
-__all__ = ["RegressionCase", "fuzzkit_regressions"]
+__all__ = ["RegressionCase", "RegressionTest", "fuzzkit_regressions", "regression_cases"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,8 +80,9 @@ class RegressionCase:
     titles: frozenset[str] = frozenset()
     problem: str = ""
 
-    def check(self, config: pytest.Config | None = None) -> None:
-        """Replay and fail (``pytest.fail``, one message) while the bug reproduces."""
+    def check(self, config: pytest.Config | None = None, *, session: Session | None = None) -> None:
+        """Replay and fail (``pytest.fail``, one message) while the bug reproduces; with
+        ``session``, on its plugins rather than those the options choose."""
         from fuzzkit.errors import FuzzkitError
         from fuzzkit.program import load
         from fuzzkit.text import printable
@@ -94,7 +95,7 @@ class RegressionCase:
             program = load(self.program)
             program.arch = options.arch or program.arch
             program.revision = options.revision or program.revision
-            session = _session(*options.registry_flags(program))
+            session = session or _session(*options.registry_flags(program))
             found = signature(session, program, str(self.program))
         except FuzzkitError as exc:
             pytest.fail(f"cannot replay: {exc}", pytrace=False)
@@ -109,9 +110,15 @@ class RegressionCase:
         )
 
 
-def fuzzkit_regressions(
-    path: str | os.PathLike[str], *, titles: Iterable[str] = ()
-) -> Callable[[RegressionCase, pytest.FixtureRequest], None]:
+class RegressionTest(Protocol):
+    """The test function :func:`fuzzkit_regressions` returns; ``cases`` are its parameters."""
+
+    cases: list[RegressionCase]
+
+    def __call__(self, fuzzkit_case: RegressionCase, request: pytest.FixtureRequest) -> None: ...
+
+
+def fuzzkit_regressions(path: str | os.PathLike[str], *, titles: Iterable[str] = ()) -> RegressionTest:
     """A test function with one case per bug of a reports folder (one holding ``bugs.json``:
     each bug's ``repro.json``, failing while it gives the bug's title or an alternative
     title), per program of a folder of ``*.json`` programs, or for one program file (failing
@@ -121,16 +128,18 @@ def fuzzkit_regressions(
     if not where.is_absolute():
         caller = sys._getframe(1).f_globals.get("__file__")
         where = (Path(caller).resolve().parent if caller else Path.cwd()) / where
-    cases = collect(where, titles)
+    cases = regression_cases(where, titles)
 
     @pytest.mark.parametrize("fuzzkit_case", cases, ids=[c.id for c in cases])
     def test_no_longer_reproduces(fuzzkit_case: RegressionCase, request: pytest.FixtureRequest) -> None:
         fuzzkit_case.check(request.config)
 
-    return test_no_longer_reproduces
+    test = cast(RegressionTest, test_no_longer_reproduces)
+    test.cases = cases
+    return test
 
 
-def collect(path: Path, titles: Iterable[str] = ()) -> list[RegressionCase]:
+def regression_cases(path: Path, titles: Iterable[str] = ()) -> list[RegressionCase]:
     """The cases of ``path`` (see :func:`fuzzkit_regressions`); never raises: what cannot be
     read becomes a case that fails saying why."""
     from fuzzkit.errors import FuzzkitError
