@@ -27,7 +27,8 @@ from fuzzkit.errors import (
 from fuzzkit.plugins import registry_from_flags
 from fuzzkit.program import load
 from fuzzkit.registry import DEFAULT_REVISION, REVISIONS, Registry
-from fuzzkit.runner import Session, ops_table, trace_json, trace_table
+from fuzzkit.runner import Session, jsonable, ops_table, trace_json, trace_table
+from fuzzkit.text import printable
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "corpora" / "examples"
 BENCH_PROGRAMS = EXAMPLES.parent / "bench"
@@ -296,15 +297,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     "file": str(path),
                     "config": {"arch": prog.arch, "revision": prog.revision, "cpus": prog.cpus},
                     "steps": result.steps,
-                    "results": {str(k): v for k, v in sorted(result.results.items())},
+                    "results": {str(k): jsonable(v) for k, v in sorted(result.results.items())},
                     "finding": result.finding.to_json() if result.finding else None,
                     "trace": trace_json(result.trace or []),
                 }
             )
             continue
-        print(f"== {path} ({prog.arch}, {prog.revision}, {prog.cpus} cpu{'s' if prog.cpus > 1 else ''})")
+        print(
+            f"== {printable(str(path))} ({prog.arch}, {prog.revision}, "
+            f"{prog.cpus} cpu{'s' if prog.cpus > 1 else ''})"
+        )
         if prog.description:
-            print(prog.description)
+            print(printable(prog.description))
         print()
         print(ops_table(prog, result))
         if not args.no_trace:
@@ -312,7 +316,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(trace_table(result.trace or [], prog.cpus))
         print()
         if result.finding:
-            print(f"FINDING: {result.finding.title}  (cpu{result.finding.cpu}, step {result.finding.step})")
+            f = result.finding
+            print(f"FINDING: {printable(f.title)}  (cpu{f.cpu}, step {f.step})")
         else:
             print(f"clean: no invariant violated in {result.steps} steps")
         print()
@@ -446,20 +451,30 @@ def _hook_observers(session: Session) -> list[Any]:
 def cmd_minimize(args: argparse.Namespace) -> int:
     from fuzzkit.triage import DEFAULT_BUDGET, minimize_file
 
+    if args.budget is not None and args.budget < 1:
+        raise FuzzkitError(f"--budget: must be at least 1 replay, got {args.budget}")
     out = args.output or args.file.with_name(args.file.name.removesuffix(".json") + ".min.json")
-    result = minimize_file(Session(_registry(args)), args.file, out, budget=args.budget or DEFAULT_BUDGET)
+    budget = DEFAULT_BUDGET if args.budget is None else args.budget
+    result = minimize_file(Session(_registry(args)), args.file, out, budget=budget)
     print(result.summary())
-    print(f"written: {out}")
+    print(f"written: {printable(str(out))}")
     return EXIT_CLEAN
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from fuzzkit.triage import recheck, render_index
+    from fuzzkit.triage.pipeline import absorb, bundle_pending
 
-    store = recheck(Session(_registry(args)), args.dir)
-    print(render_index(store, "simple"))
-    print(f"\nwritten: {args.dir / 'index.md'}")
-    return EXIT_CLEAN
+    session = Session(_registry(args))
+    if args.dir.is_dir():  # findings a stopped campaign left unrecorded or unbundled
+        for done in absorb(session, args.dir):
+            print(f"recorded: {printable(done.bug.title)}", flush=True)
+        for entry in bundle_pending(session, args.dir):
+            print(f"bundled: {printable(entry.bug.title)}", flush=True)
+    store = recheck(session, args.dir)
+    print(printable(render_index(store, "simple"), newlines=True))
+    print(f"\nwritten: {printable(str(args.dir / 'index.md'))}")
+    return EXIT_FOUND if any(b.status == "still reproduces" for b in store.bugs) else EXIT_CLEAN
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -475,19 +490,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         found += result.finding is not None
         rows.append(
             [
-                path.name,
+                printable(path.name),
                 f"{prog.arch}/{prog.revision}",
                 prog.cpus,
                 result.steps,
-                result.finding.title if result.finding else "clean",
+                printable(result.finding.title) if result.finding else "clean",
             ]
         )
     print(tabulate(rows, headers=["program", "config", "cpus", "steps", "outcome"], tablefmt="simple"))
     print(
         f"\n{len(files)} programs replayed, {found} with findings. "
-        f"Replay one with its trace: fuzzkit replay {files[0]}"
+        f"Replay one with its trace: fuzzkit replay {printable(str(files[0]))}"
     )
-    return EXIT_CLEAN
+    return EXIT_FOUND if found else EXIT_CLEAN
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

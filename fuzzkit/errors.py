@@ -9,13 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fuzzkit.text import printable
+
 #: The exit-code contract of every ``fuzzkit`` command: nothing found, bugs found, bad usage or
 #: input, a plugin or the engine failed.
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
 
 
 class FuzzkitError(Exception):
-    """Root of fuzzkit's own errors."""
+    """Root of fuzzkit's own errors. Its message is one line, control characters escaped:
+    messages quote file names, field names and values from files anyone can write."""
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
 
 
 class PluginError(FuzzkitError):

@@ -22,13 +22,16 @@ step ``step``, run ``cpu`` instead of the CPU that would run by default (the cur
 (plugin versions and op-table fingerprint) is informational, written by fuzzkit.
 
 Loading never executes anything; every malformed field is reported by its path
-(``ops[2].args.page_cnt``) together with the file name.
+(``ops[2].args.page_cnt``) together with the file name. A document nested deeper than
+:data:`MAX_DEPTH`, an integer too long to convert, or a string holding a lone surrogate (which
+no file or terminal can encode) is refused the same way.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +39,16 @@ from typing import Any
 
 from fuzzkit.errors import ProgramError
 from fuzzkit.machine.core import Call
-from fuzzkit.registry import DEFAULT_REVISION, Kernel
+from fuzzkit.registry import DEFAULT_REVISION, REVISIONS, Kernel
+from fuzzkit.text import document_problem
 
 KIND = "program"
 SCHEMA = 1
 #: Program files larger than this are refused before parsing.
 MAX_BYTES = 16 << 20
+#: Programs nested deeper than this are refused: a program is four levels deep, and what is
+#: loaded is later walked, copied and written out again.
+MAX_DEPTH = 32
 
 
 @dataclass
@@ -110,6 +117,12 @@ def loads(text: str, source: str = "<program>") -> Program:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProgramError(f"{source}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError:
+        raise ProgramError(f"{source}: nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError:  # only Python's int conversion limit gets past the JSON decoder
+        raise ProgramError(
+            f"{source}: an integer has more than {sys.get_int_max_str_digits()} digits"
+        ) from None
     return from_json(doc, source)
 
 
@@ -143,6 +156,9 @@ class _Fields:
 
 
 def from_json(doc: Any, source: str = "<program>") -> Program:
+    problem = document_problem(doc, MAX_DEPTH)
+    if problem is not None:
+        raise ProgramError(f"{source}: {problem[0]}: {problem[1]}")
     top = _Fields(
         source,
         "",
@@ -162,6 +178,8 @@ def from_json(doc: Any, source: str = "<program>") -> Program:
         description=top.get("description", str, ""),
         recorded_with=top.get("recorded_with", dict, {}),
     )
+    if prog.revision not in REVISIONS:
+        raise cfg.error("revision", f"unknown revision '{prog.revision}'; one of {', '.join(REVISIONS)}")
     if not 1 <= prog.cpus <= 64:
         raise cfg.error("cpus", f"must be between 1 and 64, got {prog.cpus}")
     for i, raw in enumerate(top.get("ops", list)):

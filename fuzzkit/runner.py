@@ -7,10 +7,12 @@ from typing import Any
 
 from tabulate import tabulate
 
+from fuzzkit.errors import ConfigError, ProgramError
 from fuzzkit.machine.choices import ChoiceSource, Replay
 from fuzzkit.machine.core import Call, Machine, RunResult, TraceStep
 from fuzzkit.program import Program, resolve
-from fuzzkit.registry import Kernel, Registry
+from fuzzkit.registry import REVISIONS, Kernel, Registry
+from fuzzkit.text import printable
 
 
 class Session:
@@ -37,7 +39,7 @@ class Session:
         op_step_budget: int = 4096,
     ) -> RunResult:
         """Run ``program``; with no ``choices`` its recorded choices are replayed."""
-        kernel = self.kernel(program.arch, program.revision, program.cpus)
+        kernel = self.kernel_of(program, source)
         calls = resolve(program, kernel, source)
         if choices is None:
             choices = Replay(program.switches, program.inject)
@@ -45,8 +47,23 @@ class Session:
 
     def resolve(self, program: Program, source: str = "<program>") -> tuple[Kernel, list[Call]]:
         """Validate ``program`` once; run it many times with :class:`Machine` directly."""
-        kernel = self.kernel(program.arch, program.revision, program.cpus)
+        kernel = self.kernel_of(program, source)
         return kernel, resolve(program, kernel, source)
+
+    def kernel_of(self, program: Program, source: str = "<program>") -> Kernel:
+        """The kernel ``program`` runs on. A configuration the loaded plugins cannot build
+        (an arch no plugin registers) is an error naming ``source`` and the field."""
+        try:
+            return self.kernel(program.arch, program.revision, program.cpus)
+        except ConfigError as exc:
+            field = (
+                "arch"
+                if program.arch not in self.registry.arches
+                else "revision"
+                if program.revision not in REVISIONS
+                else "cpus"
+            )
+            raise ProgramError(f"{source}: config.{field}: {exc}") from None
 
     def recorded_with(self) -> dict[str, Any]:
         return {
@@ -68,10 +85,21 @@ class Session:
         )
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` when it is plain JSON, else its ``repr``: an op may return anything, and
+    showing its result must not fail."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
+    return value
+
+
 def format_result(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0xFFFF:
         return hex(value)
-    return value if isinstance(value, str) else json.dumps(value)
+    value = jsonable(value)
+    return printable(value if isinstance(value, str) else json.dumps(value))
 
 
 def ops_table(program: Program, result: RunResult) -> str:

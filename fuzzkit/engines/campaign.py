@@ -95,7 +95,7 @@ def prepare_corpus(path: Path, kernel: Kernel) -> None:
     if stamp.exists():
         try:
             have = json.loads(stamp.read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON
             raise ConfigError(f"{stamp}: unreadable corpus stamp ({exc}); remove it to start afresh") from exc
         if have != want:
             raise ConfigError(

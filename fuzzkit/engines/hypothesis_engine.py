@@ -13,8 +13,8 @@ Use it from pytest::
     TestArena = state_machine(arch="x86", revision="fixed").TestCase
 
 Settings profiles (``hypothesis.settings.load_profile``): ``fuzzkit-ci`` (derandomized,
-small), ``fuzzkit-dev``, ``fuzzkit-overnight``. The example database lives under
-``corpora/hypothesis/``.
+small), ``fuzzkit-dev``, ``fuzzkit-overnight``, registered by :mod:`fuzzkit.profiles`. The
+example database lives under ``corpora/hypothesis/``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.internal.conjecture import providers as _providers
@@ -48,6 +48,7 @@ from fuzzkit.explore import explore_calls
 from fuzzkit.machine.choices import Replay
 from fuzzkit.machine.core import Finding, Machine, RunResult
 from fuzzkit.plugins import load_registry, registry_from_flags
+from fuzzkit.profiles import STEPS as STEPS  # importing it registers the settings profiles
 from fuzzkit.program import OpCall, Program
 from fuzzkit.registry import Kernel, OpSpec
 from fuzzkit.runner import Session
@@ -57,20 +58,10 @@ from fuzzkit.runner import Session
 # fuzzkit programs are drawn from op domains only (DESIGN principle 2).
 if hasattr(_providers, "_get_local_constants") and hasattr(_providers, "Constants"):
     _providers._get_local_constants = _providers.Constants
-STEPS = 32
 #: Runs of the depth-one schedule search per example (see ``_teardown``).
 SCHEDULES = 128
 #: Hypothesis phases of a campaign: all but shrinking (see :func:`campaign`).
 CAMPAIGN_PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target)
-
-_common: dict[str, Any] = {
-    "deadline": None,
-    "stateful_step_count": STEPS,
-    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-}
-settings.register_profile("fuzzkit-ci", max_examples=60, derandomize=True, database=None, **_common)
-settings.register_profile("fuzzkit-dev", max_examples=500, **_common)
-settings.register_profile("fuzzkit-overnight", max_examples=10_000_000, **_common)
 
 
 class FuzzkitFailure(AssertionError):

@@ -262,13 +262,14 @@ def recheck(session: Session, reports: str | Path, *, now: str | None = None) ->
     ``bugs.json`` and ``index.md``; returns the updated store."""
     reports = Path(reports)
     if not reports.is_dir():
-        raise TriageError(f"{reports}: not a reports folder (no such directory)")
+        why = "a file" if reports.exists() else "no such directory"
+        raise TriageError(f"{reports}: not a reports folder ({why})")
     now = now or timestamp()
     with BugStore.update(reports) as store:
         for bug in store.bugs:
-            repro = reports / bug.slug / "repro.json"
             bug.checked, bug.note = now, ""
             try:
+                repro = store.bundle(bug) / "repro.json"
                 sig = signature(session, load(repro), str(repro))
             except FuzzkitError as exc:  # unreadable, another schema, unknown op, arch or plugin
                 bug.status, bug.note = "cannot replay", str(exc)
@@ -287,6 +288,8 @@ def minimize_file(
     path, out = Path(path), Path(out)
     if out.exists():
         raise TriageError(f"{out}: already exists; minimize never overwrites (choose another -o)")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise TriageError(f"{out}: cannot write: a parent is not a folder")
     program = load(path)
     result = minimize(session, program, budget=budget, source=str(path))
     result.program.description = f"{result.signature.title} (minimized from {path.name}: {result.summary()})"
@@ -295,7 +298,15 @@ def minimize_file(
 
 
 def save_new(program: Program, path: Path) -> None:
-    """Write ``program`` to ``path`` atomically, failing if ``path`` exists."""
+    """Write ``program`` to ``path`` atomically, failing if ``path`` exists or its folder
+    cannot be written (read-only, full)."""
+    try:
+        _link_new(program, path)
+    except OSError as exc:
+        raise TriageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def _link_new(program: Program, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -227,8 +227,8 @@ class Replayer:
         watch: bool = False,
     ) -> ProbeRun:
         """Replay ``program`` under its recorded choices (or ``choices``)."""
+        _, calls = self.session.resolve(program, source)  # names the file and field at fault
         probe = self.probe(program)
-        _, calls = self.session.resolve(program, source)
         self.replays += 1
         if choices is None:
             choices = Replay(program.switches, program.inject)

@@ -28,10 +28,11 @@ from fuzzkit import __version__
 from fuzzkit.machine.core import TraceStep
 from fuzzkit.program import Program
 from fuzzkit.runner import Session, format_result, trace_table
+from fuzzkit.text import printable
 from fuzzkit.triage.minimize import Minimized
 from fuzzkit.triage.probe import Replayer, Snapshot, snapshot
 from fuzzkit.triage.size import ProgramSize
-from fuzzkit.triage.store import Bug, BugStore
+from fuzzkit.triage.store import Bug, BugStore, write_atomically
 
 #: Steps of the trace shown before the violating step.
 TRACE_WINDOW = 16
@@ -183,64 +184,33 @@ def render_report(session: Session, bug: Bug, program: Program, minimized: Minim
     return "\n".join(parts)
 
 
-TEST_TEMPLATE = '''"""Regression test for: {title}
+TEST_TEMPLATE = '''"""Regression test for one bug fuzzkit found: fails while repro.json (next to this
+file) still gives the bug's title or one of its alternative titles (TITLES).
 
-Replays repro.json (next to this file) and fails while that program still produces the
-finding above. Run it from anywhere, with plain pytest (atheris is not needed)::
-
-    python -m pytest {path}
-
-Passing means the bug no longer reproduces with the installed plugins. The program is
-replayed with the plugins it was recorded with that are installed here (all installed plugins
-when it records none); an in-process variant plugin cannot be loaded from here, so a bug found
-with one passes once the real implementation is back. Written by fuzzkit triage; edit freely.
+Runs from anywhere with plain pytest (atheris is not needed). The program is replayed with the
+installed plugins it was recorded with (all installed plugins when it records none), so a bug
+found with an in-process variant plugin passes once the real implementation is back;
+--fuzzkit-plugin, --fuzzkit-arch and --fuzzkit-revision replay it with other plugins or on
+another configuration. Written by fuzzkit triage; edit freely.
 """
-
-from __future__ import annotations
 
 from pathlib import Path
 
-from fuzzkit.plugins import installed, load_registry
-from fuzzkit.program import load
-from fuzzkit.runner import Session
-from fuzzkit.triage import signature
+from fuzzkit.pytest_plugin import fuzzkit_regressions
 
-REPRO = Path(__file__).resolve().with_name("repro.json")
-TITLE = {title_repr}
-#: Plugins the program was recorded with.
-PLUGINS = {plugins!r}
+# python -m pytest {path}
+TITLES = {titles!r}
 
-
-def recorded_session() -> Session:
-    names = {{name for name, *_ in installed()}}
-    wanted = names & set(PLUGINS)
-    return Session(load_registry(disable=sorted(names - wanted) if wanted else ()))
-
-
-def check(session: Session) -> None:
-    """Fail (AssertionError) when replaying repro.json with ``session`` gives TITLE."""
-    found = signature(session, load(REPRO), source=str(REPRO))
-    if found is not None and found.title == TITLE:
-        f = found.finding
-        raise AssertionError(
-            f"still reproduces: {{TITLE}} (cpu{{f.cpu}}, step {{f.step}}) {{f.detail}}\\n"
-            f"see the trace with: fuzzkit replay {{REPRO}}"
-        )
-
-
-def test_no_longer_reproduces() -> None:
-    check(recorded_session())
+test_no_longer_reproduces = fuzzkit_regressions(Path(__file__).with_name("repro.json"), titles=TITLES)
 '''
 
 
 def render_test(bug: Bug, program: Program, rel: str) -> str:
-    plugins = program.recorded_with.get("plugins", {})
-    names = tuple(sorted(plugins)) if isinstance(plugins, dict) else ()
+    """The bundle's pytest regression test. Text from the reports folder's path or the bug
+    goes in as a ``repr`` or, escaped, in a comment, so no path can break the module."""
     return TEST_TEMPLATE.format(
-        title=bug.title,
-        title_repr=repr(bug.title),
-        plugins=names,
-        path=f"{rel}/{regression_test_name(bug.slug)}",
+        path=printable(f"{rel}/{regression_test_name(bug.slug)}"),
+        titles=(bug.title, *bug.alt_titles),
     )
 
 
@@ -316,9 +286,5 @@ def write_index(store: BugStore) -> Path:
     text = "# fuzzkit bugs\n\nOne row per distinct bug; formats in reports/README.md.\n\n"
     text += render_index(store) + "\n"
     path = store.folder / "index.md"
-    store.folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store.folder, prefix=".index.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomically(path, text)
     return path

@@ -14,27 +14,41 @@ program that first showed it was, how far minimization got, and the bug's status
 Writers take an exclusive lock on ``<reports>/.bugs.lock`` around read-modify-write, and the
 file is replaced atomically, so concurrent campaigns sharing a reports folder lose no counts
 and a crash never leaves half a file. A malformed file, or one of another schema version, is
-an error naming the file and the field, and is never overwritten.
+an error naming the file and the field, and is never overwritten. Fields this fuzzkit does
+not know (written by a newer one, or by a person) are kept when the file is rewritten. A
+``slug`` is a folder name inside the reports folder (``[a-z0-9-]``, no separators), so
+nothing a store holds leads outside it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fuzzkit.text import document_problem
 from fuzzkit.triage.errors import TriageError
 from fuzzkit.triage.signature import Signature
+from fuzzkit.triage.size import ProgramSize
 
 KIND = "bugs"
 SCHEMA = 1
 FILENAME = "bugs.json"
 STATUSES = ("new", "still reproduces", "no longer reproduces", "cannot replay")
+#: What a slug may be: a single folder name, so a store never points outside its folder.
+SLUG = re.compile(r"[a-z0-9-]{1,100}")
+#: Stores nested deeper than this are refused (a store is five levels deep).
+MAX_DEPTH = 32
+SIZE_FIELDS = tuple(f.name for f in dataclasses.fields(ProgramSize))
+MINIMIZE_FIELDS = {"replays": int, "budget": int, "complete": bool}
 
 
 @dataclass
@@ -67,13 +81,15 @@ class Bug:
     #: Finding files (relative to the reports folder) recorded as occurrences of this bug,
     #: the first one its bundle is made from; a file listed nowhere is still to be recorded.
     programs: list[str] = field(default_factory=list)
+    #: Fields of the record this fuzzkit does not know, written back unchanged.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def titles(self) -> frozenset[str]:
         return frozenset((self.title, *self.alt_titles))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "title": self.title,
             "alt_titles": list(self.alt_titles),
             "slug": self.slug,
@@ -94,6 +110,8 @@ class Bug:
             "note": self.note,
             "programs": list(self.programs),
         }
+        doc.update((k, v) for k, v in self.extra.items() if k not in doc)
+        return doc
 
 
 def _bug_from_json(raw: Any, where: str) -> Bug:
@@ -135,9 +153,35 @@ def _bug_from_json(raw: Any, where: str) -> Bug:
         isinstance(p, str) and ".." not in Path(p).parts and not Path(p).is_absolute() for p in programs
     ):
         raise fail("programs", "expected a list of paths inside the reports folder")
+    slug = get("slug", str)
+    if not SLUG.fullmatch(slug):
+        raise fail("slug", f"{slug!r} is not a bundle folder name (1-100 of a-z, 0-9 and '-')")
+    count = get("count", int)
+    if count < 0:
+        raise fail("count", f"must be >= 0, got {count}")
+
+    def size(key: str, *, optional: bool = False) -> dict[str, int] | None:
+        value = get(key, dict, optional=optional)
+        if not value:  # {} or null: never measured
+            return value
+        if set(value) != set(SIZE_FIELDS):
+            raise fail(key, f"expected the fields {', '.join(SIZE_FIELDS)}, got {', '.join(map(str, value))}")
+        for name in SIZE_FIELDS:
+            n = value[name]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise fail(f"{key}.{name}", f"expected an integer >= 0, got {n!r}")
+        return dict(value)
+
+    minimize = get("minimize", dict, optional=True)
+    for name, kind in MINIMIZE_FIELDS.items() if minimize is not None else ():
+        n = minimize.get(name)
+        if type(n) is not kind or (isinstance(n, int) and n < 0):
+            want = "true or false" if kind is bool else "an integer >= 0"
+            raise fail(f"minimize.{name}", f"expected {want}, got {n!r}")
+    known = {f.name for f in dataclasses.fields(Bug)} - {"extra"}
     return Bug(
         title=get("title", str),
-        slug=get("slug", str),
+        slug=slug,
         spec_id=get("spec_id", str),
         op=get("op", str),
         primitive=get("primitive", str, optional=True),
@@ -145,25 +189,30 @@ def _bug_from_json(raw: Any, where: str) -> Bug:
         revision=get("revision", str),
         replaced=replaced,
         alt_titles=list(alt),
-        count=get("count", int),
+        count=count,
         first_seen=get("first_seen", str),
         last_seen=get("last_seen", str),
-        original_size=get("original_size", dict),
-        minimized_size=get("minimized_size", dict, optional=True),
-        minimize=get("minimize", dict, optional=True),
+        original_size=size("original_size") or {},
+        minimized_size=size("minimized_size", optional=True),
+        minimize=minimize,
         status=status,
         checked=get("checked", str),
         note=get("note", str),
         programs=list(programs),
+        extra={k: v for k, v in raw.items() if k not in known},
     )
 
 
 class BugStore:
     """The bugs of one reports folder, in the order they were first recorded."""
 
-    def __init__(self, folder: Path, bugs: list[Bug] | None = None) -> None:
+    def __init__(
+        self, folder: Path, bugs: list[Bug] | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         self.folder = Path(folder)
         self.bugs: list[Bug] = bugs or []
+        #: Top-level fields this fuzzkit does not know, written back unchanged.
+        self.extra: dict[str, Any] = extra or {}
 
     @property
     def path(self) -> Path:
@@ -184,6 +233,14 @@ class BugStore:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise TriageError(f"{path}: not JSON (truncated?): {exc.msg} at line {exc.lineno}") from exc
+        except RecursionError:
+            raise TriageError(f"{path}: nested more than {MAX_DEPTH} levels deep") from None
+        except ValueError:  # only Python's int conversion limit gets past the JSON decoder
+            digits = sys.get_int_max_str_digits()
+            raise TriageError(f"{path}: an integer has more than {digits} digits") from None
+        problem = document_problem(doc, MAX_DEPTH)
+        if problem is not None:
+            raise TriageError(f"{path}: {problem[0]}: {problem[1]}")
         if not isinstance(doc, dict) or doc.get("fuzzkit") != KIND:
             raise TriageError(f'{path}: not a fuzzkit bug store (expected "fuzzkit": "{KIND}")')
         if doc.get("schema") != SCHEMA:
@@ -197,31 +254,27 @@ class BugStore:
         slugs = [b.slug for b in bugs]
         if len(set(slugs)) != len(slugs):
             raise TriageError(f"{path}: bugs: a slug is listed twice")
-        return cls(folder, bugs)
+        return cls(folder, bugs, {k: v for k, v in doc.items() if k not in ("fuzzkit", "schema", "bugs")})
 
     @classmethod
     @contextlib.contextmanager
     def update(cls, folder: str | Path) -> Iterator[BugStore]:
         """Load under an exclusive lock, yield, and save when the block ends normally."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TriageError(f"{folder}: cannot create the reports folder: {exc.strerror or exc}") from None
         with _locked(folder / ".bugs.lock"):
             store = cls.load(folder)
             yield store
             store.save()
 
     def save(self) -> None:
-        doc = {"fuzzkit": KIND, "schema": SCHEMA, "bugs": [b.to_json() for b in self.bugs]}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".bugs.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps(doc, indent=2) + "\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        doc: dict[str, Any] = {"fuzzkit": KIND, "schema": SCHEMA}
+        doc.update((k, v) for k, v in self.extra.items() if k != "bugs")
+        doc["bugs"] = [b.to_json() for b in self.bugs]
+        write_atomically(self.path, json.dumps(doc, indent=2) + "\n")
 
     def find(self, sig: Signature) -> Bug | None:
         """The bug ``sig`` belongs to: same title first, else a shared alternative title."""
@@ -241,6 +294,16 @@ class BugStore:
     def by_slug(self, slug: str) -> Bug | None:
         return next((b for b in self.bugs if b.slug == slug), None)
 
+    def bundle(self, bug: Bug) -> Path:
+        """The bundle folder of ``bug``. A slug cannot name another folder (checked when
+        loading); a bundle that is a link leading outside the reports folder is refused."""
+        if not SLUG.fullmatch(bug.slug):
+            raise TriageError(f"{self.path}: slug {bug.slug!r} is not a bundle folder name")
+        folder = self.folder / bug.slug
+        if not folder.resolve().is_relative_to(self.folder.resolve()):
+            raise TriageError(f"{folder}: leads outside the reports folder {self.folder}")
+        return folder
+
     def seen(self, bug: Bug, sig: Signature, now: str) -> None:
         """Count one more occurrence of ``bug``, seen as ``sig``. Every title a bug was seen
         under joins its alternative titles, so the next occurrence seen from that side merges
@@ -251,6 +314,26 @@ class BugStore:
         bug.last_seen = now
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` through a temporary file in its folder, removed
+    whatever happens; a folder that cannot be written (read-only, full) is a
+    :class:`TriageError` naming it."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise TriageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     try:
@@ -258,7 +341,11 @@ def _locked(path: Path) -> Iterator[None]:
     except ImportError:  # no advisory locks on this platform: single-writer use only
         yield
         return
-    with open(path, "a") as f:
+    try:
+        lock = open(path, "a")  # noqa: SIM115 - closed below, after the block it guards
+    except OSError as exc:
+        raise TriageError(f"{path.parent}: cannot write (lock file): {exc.strerror or exc}") from None
+    with lock as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -102,8 +102,10 @@ def test_unknown_plugin_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_run_replays_every_bundled_example(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run"]) == 0
+    # Two examples show the merged revision's bugs: findings, so exit 1.
+    assert main(["run"]) == 1
     out = capsys.readouterr().out
+    assert ", 2 with findings." in out
     for path in EXAMPLES.glob("*.json"):
         assert path.name in out
 

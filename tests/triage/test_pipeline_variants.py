@@ -422,7 +422,7 @@ def test_pipeline_reports_each_variant_once_minimized_with_a_failing_test(name: 
     assert [oc.op for oc in repro.ops] == case.ops
     assert signature(buggy, repro).title == case.title  # type: ignore[union-attr]
 
-    test = generated_test(tmp_path / bug.slug)
-    with pytest.raises(AssertionError, match="still reproduces"):
-        test.check(buggy)
-    test.check(case.real())
+    [regression] = generated_test(tmp_path / bug.slug).test_no_longer_reproduces.cases
+    with pytest.raises(pytest.fail.Exception, match="still reproduces"):
+        regression.check(session=buggy)
+    regression.check(session=case.real())
