@@ -73,12 +73,13 @@ def export(
     folder = dest / ".clusterfuzzlite" if form == "clusterfuzzlite" else dest
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder}: not a directory")
-    folder.mkdir(parents=True, exist_ok=True)
+    # Everything that can be refused is checked before the first file is written.
     done = Export(folder, [])
     modules: set[str] = set()
     dists: set[str] = set()
+    seeds: dict[str, dict[str, bytes]] = {}
     for target in targets:
-        session, kernel, codec = target.load()
+        session, kernel, _ = target.load()
         imported = imported_plugins(session.registry)
         if imported:
             raise ConfigError(
@@ -88,16 +89,19 @@ def export(
         target.op_table = kernel.fingerprint
         modules.update(source_modules(session.registry))
         dists.update(distributions(session.registry))
+        corpus = corpora / target.campaign_target.name
+        seeds[target.name] = corpus_inputs(corpus, kernel.fingerprint)
+        done.corpora[target.name] = corpus if corpus.is_dir() else None
+        done.targets.append(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    for target in done.targets:
+        _, _, codec = target.load()
         (folder / f"{target.fuzzer}.py").write_text(fuzzer_source(target))
         write_dictionary(codec, str(folder / f"{target.fuzzer}.dict"))
         (folder / f"{target.fuzzer}.options").write_text(
             f"[libfuzzer]\nmax_len = {MAX_LEN}\ndict = {target.fuzzer}.dict\n"
         )
-        corpus = corpora / target.campaign_target.name
-        done.corpora[target.name] = seed_zip(
-            corpus, kernel.fingerprint, folder / f"{target.fuzzer}_seed_corpus.zip"
-        )
-        done.targets.append(target)
+        seed_zip(seeds[target.name], folder / f"{target.fuzzer}_seed_corpus.zip")
     write_manifest(folder, done.targets)
     targets_dir = f"{SOURCE}/.clusterfuzzlite" if form == "clusterfuzzlite" else "$SRC/fuzzkit-targets"
     (folder / "project.yaml").write_text(project_yaml(form, repo, contact))
@@ -108,31 +112,36 @@ def export(
     return done
 
 
-def seed_zip(corpus: Path, op_table: str, out: Path) -> Path | None:
-    """Zip the inputs of ``corpus`` (its stamp must name ``op_table``), each named by its
-    sha1 as libFuzzer names what it keeps; an empty zip when there is no corpus yet."""
+def corpus_inputs(corpus: Path, op_table: str) -> dict[str, bytes]:
+    """The inputs of a campaign corpus by their sha1 (as libFuzzer names what it keeps); its
+    stamp must name ``op_table``. None yet: no inputs."""
     inputs: dict[str, bytes] = {}
-    if corpus.is_dir():
-        stamp = corpus / STAMP
-        try:
-            have = json.loads(stamp.read_text()).get("op_table")
-        except (OSError, ValueError, AttributeError) as exc:
-            raise ConfigError(
-                f"{stamp}: no readable corpus stamp ({exc}): cannot tell what its inputs mean"
-            ) from exc
-        if have != op_table:
-            raise ConfigError(
-                f"{corpus}: corpus was made with op table {have}, the target has {op_table}: its "
-                f"inputs would decode to other programs; pass another --corpus"
-            )
-        for path in sorted(corpus.iterdir()):
-            if path.is_file() and not path.name.startswith(".") and path.name not in (STAMP, "fuzzkit.dict"):
-                data = path.read_bytes()
-                inputs[hashlib.sha1(data).hexdigest()] = data
+    if not corpus.is_dir():
+        return inputs
+    stamp = corpus / STAMP
+    try:
+        have = json.loads(stamp.read_text()).get("op_table")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(
+            f"{stamp}: no readable corpus stamp ({exc}): cannot tell what its inputs mean"
+        ) from exc
+    if have != op_table:
+        raise ConfigError(
+            f"{corpus}: corpus was made with op table {have}, the target has {op_table}: its "
+            f"inputs would decode to other programs; pass another --corpus"
+        )
+    for path in sorted(corpus.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.name not in (STAMP, "fuzzkit.dict"):
+            data = path.read_bytes()
+            inputs[hashlib.sha1(data).hexdigest()] = data
+    return inputs
+
+
+def seed_zip(inputs: dict[str, bytes], out: Path) -> None:
+    """A seed corpus zip; fixed timestamps, so one corpus always gives the same bytes."""
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(inputs):
             zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), inputs[name])
-    return corpus if corpus.is_dir() else None
 
 
 def fuzzer_source(target: FuzzTarget) -> str:

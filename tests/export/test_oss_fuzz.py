@@ -25,7 +25,7 @@ from fuzzkit.engines.campaign import prepare_corpus
 from fuzzkit.engines.codec import Codec
 from fuzzkit.errors import ConfigError
 from fuzzkit.export.oss_fuzz import export
-from fuzzkit.export.target import MANIFEST, NAME, find_target
+from fuzzkit.export.target import MANIFEST, NAME, find_target, read_manifest
 from fuzzkit.program import OpCall, Program, load
 from fuzzkit.runner import Session
 from fuzzkit.triage import BugStore
@@ -134,6 +134,9 @@ def test_clusterfuzzlite_layout_copies_the_repository(tmp_path: Path) -> None:
     assert "targets=$SRC/fuzzkit/.clusterfuzzlite" in (done.folder / "build.sh").read_text()
     back = find_target(focused.name, done.folder / MANIFEST, ())
     assert back.ops == ("scx.alloc",) and back.cpus == 2
+    # A second export into the same folder adds its targets to the manifest.
+    export("clusterfuzzlite", tmp_path, [FuzzTarget("arm64", "merged", 1)], corpora=tmp_path / "corpora")
+    assert sorted(read_manifest(done.folder / MANIFEST)) == ["arm64-merged-1cpu", "x86-fixed-2cpu-scx_alloc"]
 
 
 def test_export_refuses_what_a_build_elsewhere_would_misread(tmp_path: Path) -> None:
@@ -152,6 +155,7 @@ def test_export_refuses_what_a_build_elsewhere_would_misread(tmp_path: Path) -> 
         )
     with pytest.raises(ConfigError, match="--repo URL"):
         export("oss-fuzz", tmp_path / "out", [arena_target()], corpora=tmp_path)
+    assert not (tmp_path / "out").exists(), "a refused export writes nothing"
 
 
 def test_export_command_errors_are_one_line_exit_2(
