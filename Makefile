@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-deps lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/fuzzkit fuzz --arch all --time 30 || test $$? -eq 1
 
-test: lint $(STAMP)
+test: lint test-deps $(STAMP)
 	$(BIN)/python -m pytest
+
+# The real programs some tests start (redis-server), installed when missing and possible.
+test-deps:
+	./scripts/test-services
 
 lint: $(STAMP)
 	$(BIN)/ruff check fuzzkit plugins tests

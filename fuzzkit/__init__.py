@@ -15,6 +15,7 @@ This module re-exports the public API a plugin author needs.
 
 from fuzzkit.domains import Choice, Domain, Handle, Int
 from fuzzkit.errors import ConfigError, FuzzkitError, MissingFeature, PluginError, ProgramError
+from fuzzkit.export.target import FuzzTarget, KernelModelBug, PluginCrash
 from fuzzkit.machine.arch import (
     FIXUP,
     IGNORED,
@@ -65,14 +66,17 @@ __all__ = [
     "Fault",
     "Finding",
     "Frame",
+    "FuzzTarget",
     "FuzzkitError",
     "Handle",
     "Int",
     "Kernel",
+    "KernelModelBug",
     "Machine",
     "MissingFeature",
     "Mutex",
     "Page",
+    "PluginCrash",
     "PluginError",
     "ProgramError",
     "RandomChoices",

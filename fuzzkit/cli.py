@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -171,6 +172,75 @@ def build_parser() -> argparse.ArgumentParser:
         f"CORPUS/hypothesis/<target>/ (default {CORPORA})",
     )
     p.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_ARG", help=argparse.SUPPRESS)
+
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write OSS-Fuzz / ClusterFuzzLite targets: a project layout and one libFuzzer target each",
+        description="Write an OSS-Fuzz project folder (oss-fuzz DIR: project.yaml, Dockerfile, "
+        "build.sh) or a ClusterFuzzLite setup (clusterfuzzlite REPO: REPO/.clusterfuzzlite/), with "
+        "per target (arch x revision x cpus, with the loaded plugin set and --ops focus) "
+        "<name>_fuzzer.py, .options, .dict, a seed corpus zip of its campaign corpus, and "
+        "fuzzkit-targets.json mapping names back to targets for 'fuzzkit import'. A finding "
+        "raises an exception whose message begins with the bug title, so ClusterFuzz files "
+        "and deduplicates fuzzkit's bugs.",
+    )
+    p.add_argument("form", choices=("oss-fuzz", "clusterfuzzlite"), help="which system the layout is for")
+    p.add_argument(
+        "dir",
+        type=Path,
+        metavar="DIR",
+        help="the OSS-Fuzz project folder, or the repository for ClusterFuzzLite",
+    )
+    p.add_argument("--arch", default="all", help="x86, arm64 or all (default all)")
+    p.add_argument(
+        "--revision",
+        default="all",
+        choices=("merged", "fixed", "all"),
+        help="code revision (R4), default all",
+    )
+    p.add_argument(
+        "--cpus", type=int, action="append", metavar="N", help="emulated CPUs, repeatable (default 2)"
+    )
+    p.add_argument(
+        "--ops",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="focus the targets on these ops, as fuzz does",
+    )
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        default=EXAMPLES.parent,
+        help=f"seed corpora come from CORPUS/<target>/ (default {EXAMPLES.parent})",
+    )
+    p.add_argument("--repo", metavar="URL", help="git URL the OSS-Fuzz build clones fuzzkit from (oss-fuzz)")
+    p.add_argument("--contact", metavar="EMAIL", help="project.yaml primary_contact (oss-fuzz)")
+
+    p = sub.add_parser(
+        "import",
+        parents=[common],
+        help="turn a ClusterFuzz testcase (raw bytes) of an exported target into a program file",
+        description="Decode the testcase exactly as the exported target did, run it once, and "
+        "write the program (its recorded choices and finding title) to OUT; a finding is then "
+        "triaged into the reports folder like a local one. Exit 1 when it reproduces a bug, "
+        "0 when it runs clean, 3 when plugin code raised on it.",
+    )
+    p.add_argument("file", type=Path, metavar="CRASH_FILE")
+    p.add_argument(
+        "--target", required=True, metavar="NAME", help="the target's name (a '_fuzzer' suffix is fine)"
+    )
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        metavar="FILE",
+        help="the export's fuzzkit-targets.json (or its folder); without it only a plain "
+        "<arch>-<revision>-<N>cpu name is understood, with the loaded plugins",
+    )
+    p.add_argument("-o", "--output", type=Path, help="program file to write (default CRASH_FILE.json)")
+    p.add_argument("--reports", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
+    p.add_argument("--no-triage", action="store_true", help="write the program only; no dedup or report")
 
     p = sub.add_parser(
         "minimize",
@@ -448,6 +518,71 @@ def _hook_observers(session: Session) -> list[Any]:
     return [bind(plugin, fn) for plugin, fn in session.registry.campaign_observers]
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from fuzzkit.export.oss_fuzz import export
+    from fuzzkit.export.target import FuzzTarget
+    from fuzzkit.plugins import AUTOLOAD_ENV
+
+    flags = tuple(_flags(args))
+    autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
+    arches = ("x86", "arm64") if args.arch == "all" else (args.arch,)
+    revisions = ("merged", "fixed") if args.revision == "all" else (args.revision,)
+    targets = [
+        FuzzTarget(arch, revision, cpus, flags, tuple(args.ops), autoload=autoload)
+        for arch in arches
+        for revision in revisions
+        for cpus in args.cpus or [2]
+    ]
+    done = export(args.form, args.dir, targets, corpora=args.corpus, repo=args.repo, contact=args.contact)
+    print(f"wrote {done.folder}: project.yaml, Dockerfile, build.sh, fuzzkit-targets.json and")
+    rows = [
+        [t.fuzzer, done.corpora[t.name] or "none yet (fuzz it first for a seed corpus)"] for t in done.targets
+    ]
+    print(tabulate(rows, headers=["target", "seed corpus from"], tablefmt="simple"))
+    if args.form == "oss-fuzz":
+        print(
+            f"\nbuild and run with the OSS-Fuzz helper (in an OSS-Fuzz checkout, {done.folder.name} "
+            f"under projects/):\n  python infra/helper.py build_fuzzers {done.folder.name}\n"
+            f"  python infra/helper.py run_fuzzer {done.folder.name} {done.targets[0].fuzzer}"
+        )
+    else:
+        print("\ncommit .clusterfuzzlite/ and add the ClusterFuzzLite workflow of your CI")
+    manifest = done.folder / "fuzzkit-targets.json"
+    print(f"a testcase back: fuzzkit import TESTCASE --target NAME --manifest {manifest}")
+    return EXIT_CLEAN
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from fuzzkit.export.target import find_target
+    from fuzzkit.export.testcase import import_testcase
+    from fuzzkit.program import save
+
+    flags = _flags(args)
+    target = find_target(args.target, args.manifest, flags)
+    out = args.output or args.file.with_name(args.file.name + ".json")
+    if out.exists():
+        raise FuzzkitError(f"{out}: exists; pass -o to write the program elsewhere")
+    imported = import_testcase(args.file, target)
+    save(imported.program, out)
+    replay = " ".join(["fuzzkit", *(f"-p {flag}" for flag in target.plugins), "replay", str(out)])
+    print(f"written: {out} ({target.name}, {len(imported.program.ops)} ops)")
+    if imported.crash is not None:
+        print(f"PLUGIN FAILURE: {imported.crash}\nreplay it: {replay}")
+        return EXIT_FAILURE
+    if imported.finding is None:
+        print(f"clean: the testcase runs without a finding here\nreplay it: {replay}")
+        return EXIT_CLEAN
+    print(f"FINDING: {imported.finding.title}")
+    if not args.no_triage:
+        from fuzzkit.triage import triage
+
+        session, _, _ = target.load()
+        for bug in triage(session, [(str(out), imported.program)], args.reports).bugs:
+            print(f"{'new' if bug.new else 'known'} bug, report: {bug.bundle or args.reports / bug.bug.slug}")
+    print(f"replay it: {replay}")
+    return EXIT_FOUND
+
+
 def cmd_minimize(args: argparse.Namespace) -> int:
     from fuzzkit.triage import DEFAULT_BUDGET, minimize_file
 
@@ -587,6 +722,8 @@ COMMANDS = {
     "plugins": cmd_plugins,
     "replay": cmd_replay,
     "fuzz": cmd_fuzz,
+    "export": cmd_export,
+    "import": cmd_import,
     "minimize": cmd_minimize,
     "report": cmd_report,
     "run": cmd_run,

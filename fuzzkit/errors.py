@@ -52,6 +52,8 @@ class FailureSite:
     function: str
     cpu: int
     step: int
+    #: The exception's type and its message's first line.
+    kind: str
     error: str
 
 

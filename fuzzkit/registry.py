@@ -221,7 +221,7 @@ class Registry:
             injection_points=tuple(sorted(self.injection_points)),
             replaced=tuple((n, r.plugin) for n, r in sorted(self.replacements.items())),
             fingerprint=self.fingerprint(),
-            modules={p.module: p.name for p in self.plugins},
+            modules={p.module.partition(":")[0]: p.name for p in self.plugins},
         )
 
 

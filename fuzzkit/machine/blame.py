@@ -39,12 +39,14 @@ def blame(exc: BaseException, modules: Mapping[str, str], cpu: Cpu | None, step:
         if frames:
             function = frames[-1][0].f_code.co_name
     call = cpu.call if cpu is not None else None
-    kind = "" if isinstance(exc, OpHung) else f"{type(exc).__name__}: "
+    text = (str(exc).strip().splitlines() or [""])[0]
+    kind = type(exc).__name__
     return FailureSite(
         plugin=plugin,
         op=call.spec.id if call is not None else "-",
         function=function,
         cpu=cpu.id if cpu is not None else -1,
         step=step,
-        error=f"{kind}{exc}".strip().splitlines()[0] if str(exc) else type(exc).__name__,
+        kind=kind,
+        error=text if isinstance(exc, OpHung) else f"{kind}: {text}" if text else kind,
     )

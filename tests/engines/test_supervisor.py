@@ -143,7 +143,7 @@ def test_sigint_keeps_every_hypothesis_finding_and_a_rerun_resumes_the_database(
 
     again = run(tmp_path, *HYPOTHESIS_MERGED, "--runs", "5", "--jobs", "1")
     assert again.proc.returncode == 1, again.stderr()
-    assert f"found after 1 executions: {UNALLOCATABLE} [known bug]" in again.output
+    assert f"found after 1 executions: {UNALLOCATABLE} [known bug]" in again.output, again.output
     assert store(tmp_path).bugs[0].count == bug.count + 1
 
 
@@ -291,3 +291,27 @@ def test_plugins_observe_campaign_events_and_fail_in_their_own_name(tmp_path: Pa
     assert broken.proc.returncode == 3
     assert "plugin 'variants.campaign_observer:failing'" in broken.stderr()
     assert "fuzzkit_campaign_event raised RuntimeError: the status page is down" in broken.stderr()
+
+
+def test_a_stopped_hypothesis_campaign_saves_nothing_a_rerun_would_replay_first(tmp_path: Path) -> None:
+    # Stopped between two examples (as SIGINT stops it), hypothesis would save the example the
+    # stop interrupted, an empty one, and the next run would replay it before the failure.
+    from fuzzkit import load_registry
+    from fuzzkit.engines.hypothesis_engine import campaign
+    from fuzzkit.runner import Session
+
+    session = Session(load_registry(disable=["scx", "struct_ops"]))
+    target = Target("x86", "merged", 1)
+    examples: list[int] = []
+    found = campaign(
+        session, target, examples=10_000, seed=1, database=tmp_path,
+        on_example=examples.append, should_stop=lambda: len(examples) >= 200,
+    )  # fmt: skip
+    assert [f.finding.title for f in found] == [UNALLOCATABLE] and len(examples) == 200
+    again: list[int] = []
+    at: list[int] = []
+    [refound] = campaign(
+        session, target, examples=1, seed=9, database=tmp_path,
+        on_example=again.append, on_failure=lambda f: at.append(len(again)),
+    )  # fmt: skip
+    assert refound.finding.title == UNALLOCATABLE and at == [1], "the saved failure is replayed first"
