@@ -8,7 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from fuzzkit.machine.choices import ChoiceSource, Replay
-from fuzzkit.machine.core import Call, Machine, RunResult, TraceStep
+from fuzzkit.machine.core import OP_STEP_BUDGET, Call, Machine, RunResult, TraceStep
 from fuzzkit.program import Program, resolve
 from fuzzkit.registry import Kernel, Registry
 
@@ -34,7 +34,7 @@ class Session:
         choices: ChoiceSource | None = None,
         trace: bool = False,
         source: str = "<program>",
-        op_step_budget: int = 4096,
+        op_step_budget: int = OP_STEP_BUDGET,
     ) -> RunResult:
         """Run ``program``; with no ``choices`` its recorded choices are replayed."""
         kernel = self.kernel(program.arch, program.revision, program.cpus)

@@ -45,7 +45,7 @@ def user(pgoff: int, write: bool = False, word: int = 0, value: int = 0xA5) -> O
 
 
 def prog(pgoff: int, write: bool = False, word: int = 0, value: int = 0xA5) -> Op:
-    return ("arena.prog_access", {"pgoff": pgoff, "write": write, "word": word, "value": value})
+    return ("arena.prog_access", {"pgoff": pgoff, "write": write, "off": word * 8, "value": value})
 
 
 def scratch_slot(pgoff: int, insn: str = "load", value: int = 0xA5) -> Op:
@@ -142,7 +142,7 @@ def test_R11_lazy_allocation_failure_is_sigsegv_with_the_tree_rolled_back(
     assert r.injected == [inject]
     assert r.finding is None
     assert r.results[2] == "SIGSEGV"
-    assert a.rt.intervals() == [(0, 16)] and a.ref.taken == 0
+    assert a.rt.intervals() == [(0, 16)] and a.ref.free == (1 << 16) - 1
     assert r.machine.ptes == {} and r.machine.user_ptes == {}
     assert a.nr_pages == 0
     assert all(p.freed for p in r.machine.pages.values() if p is not a.scratch)

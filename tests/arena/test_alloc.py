@@ -79,7 +79,7 @@ def assert_untouched(result: RunResult, max_entries: int = 16) -> None:
     m = result.machine
     assert result.finding is None
     assert a.rt.intervals() == [(0, max_entries)]
-    assert a.ref.taken == 0
+    assert a.ref.free == (1 << max_entries) - 1
     assert m.ptes == {}
     assert a.nr_pages == 0
     assert list(m.pages) == [SCRATCH_PFN]
@@ -166,13 +166,28 @@ def test_R2_best_fit_takes_the_smallest_range_that_fits(session: Session) -> Non
     assert [slot_state(r, 0, p) for p in (10, 11)] == ["REAL", "REAL"]
 
 
-def test_R2_best_fit_ties_go_to_the_lowest_offset(session: Session) -> None:
-    # FREE: [0,2), [5,7), [10,16). Two-page requests take the equal holes lowest first.
+def test_R2_best_fit_ties_go_to_the_most_recently_inserted_range(session: Session) -> None:
+    # FREE: [0,2), [5,7), [10,16). range_tree.c's size tree links an equal size to the
+    # right and __find_range() ends on the rightmost fit: [5,7), split off by the second
+    # reserve, was inserted after [0,2), so it goes first, not the lowest offset.
     ops = [arena(), reserve(2, 3), reserve(7, 3), *[alloc(None, page_cnt=2)] * 3]
     r = run(session, ops)
     assert r.finding is None
-    assert [r.results[i] for i in (3, 4, 5)] == [uaddr(0), uaddr(5), uaddr(10)]
+    assert [r.results[i] for i in (3, 4, 5)] == [uaddr(5), uaddr(0), uaddr(10)]
     assert the_arena(r).rt.intervals() == [(12, 16)]
+
+
+def test_R2_the_newest_free_range_wins_and_a_noop_free_keeps_its_place(session: Session) -> None:
+    # All 7 slots taken, then slots 1, 5 and 3 freed in that order: three one-page ranges,
+    # 3's inserted last. Freeing 1 again changes nothing (range_tree_set() returns early for
+    # a range inside one free node), so best fit takes 3, where lowest offset would take 1.
+    def free(pgoff: int) -> tuple[str, dict[str, Any]]:
+        return ("arena.free", {"pgoff": pgoff, "page_cnt": 1})
+
+    ops = [arena(max_entries=7), alloc(None, page_cnt=7), free(1), free(5), free(3), free(1), alloc(None)]
+    r = run(session, ops)
+    assert r.finding is None and r.results[6] == uaddr(3)
+    assert the_arena(r).rt.intervals() == [(1, 2), (5, 6)]
 
 
 def test_R2_explicit_address_needs_every_slot_free(session: Session) -> None:
