@@ -1,6 +1,6 @@
 """Arena maps, BPF programs and their stderr streams: the objects arena operations act on.
 
-Address arithmetic (SPEC section 1): an arena owns a kernel band of 4 GiB + GUARD_SZ; its
+Address arithmetic (docs/model.md, section 1): an arena owns a kernel band of 4 GiB + GUARD_SZ; its
 ``kbase`` sits GUARD_SZ/2 into the band. Slot ``pgoff`` is user address
 ``user_vm_start + pgoff * PAGE_SIZE`` and kernel address ``kbase + (u32)user address``; the
 user range never crosses a 4 GiB boundary, so the low 32 bits are contiguous.

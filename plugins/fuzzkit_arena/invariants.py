@@ -1,4 +1,4 @@
-"""The arena's oracles, one function per check, named after the SPEC invariant.
+"""The arena's oracles, one function per check, named after the invariant (docs/model.md).
 
 Each is registered against the machine events it needs and looks only at what changed
 (DESIGN principle 6). Checks that need a settled state run when the op that finishes leaves
@@ -450,7 +450,7 @@ INVARIANTS: list[tuple[str, str, str, dict[str, Any], tuple[str, ...] | None]] =
     (
         "I6",
         "recovery_decision",
-        "a kernel fault is recovered iff SPEC's conditions hold",
+        "a kernel fault is recovered iff the model's conditions hold",
         {"pte_set": i6_note_install, "fault_done": i6_recovery_decision},
         None,
     ),

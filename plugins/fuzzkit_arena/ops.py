@@ -337,7 +337,7 @@ BOOL = Choice((True, False))
 WORD = Int(0, 511)
 VALUE = Int(0, 255, default=0xA5)
 
-#: (op id, executor, argument domains, summary, SPEC rules, handle kind created, weight)
+#: (op id, executor, argument domains, summary, rules, handle kind created, weight)
 OPS: list[tuple[str, Any, dict[str, Any], str, tuple[str, ...], str | None, float]] = [
     (
         "arena.create",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from fuzzkit_arena.arena import MAX_PAGES, MMAP_BASE, Arena, clear_lo32
 from helpers import ARCHES, REVISIONS, Op, slot_state
