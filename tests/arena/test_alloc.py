@@ -147,6 +147,16 @@ def test_R1_address_past_a_4g_arena_wraps_to_slot_0(session: Session) -> None:
     assert slot_state(r, 0, 0) == "REAL"
 
 
+def test_R1_user_vm_start_just_below_a_4g_boundary(session: Session) -> None:
+    # verifier_arena's map_extra: the arena's pages are the last below a 4 GiB boundary, so
+    # its user range does not cross one and both pages allocate; one page more would.
+    r = run(session, [arena(max_entries=2, user_vm_start="fixed_below_4g"), alloc(None, page_cnt=2)])
+    a = the_arena(r)
+    assert r.finding is None and r.results[0] == 0
+    assert a.user_vm_start & 0xFFFFFFFF == 0x100000000 - 2 * PAGE_SIZE
+    assert a.user_vm_end & 0xFFFFFFFF == 0 and r.results[1] == a.user_vm_start
+
+
 def test_R1_example_last_page_of_a_4g_arena_replays_clean(session: Session) -> None:
     r = session.run(load(EXAMPLES / "arena_4g_last_page.json"))
     assert r.finding is None
@@ -278,6 +288,33 @@ def test_R3_install_failure_frees_the_mapped_prefix(session: Session, arch: str)
     assert a.nr_pages == 0
     assert [pages[pfn].freed for pfn in (0x1001, 0x1002, 0x1003)] == [True, True, True]
     assert not a.scratch.freed
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_R3_allocation_beyond_one_batch(session: Session, revision: str) -> None:
+    # verifier_arena_large's big_alloc3: 2051 pages are three batches of at most 1024
+    # (KMALLOC_MAX_CACHE_SIZE / sizeof(struct page *)), all mapped, within one op's budget.
+    ops = [
+        arena(max_entries=4096),
+        alloc(None, page_cnt=2051),
+        ("arena.free", {"pgoff": 0, "page_cnt": 1025}),
+    ]
+    r = run(session, ops, revision=revision)
+    a = the_arena(r)
+    assert r.finding is None and r.results[1] == uaddr(0)
+    assert a.nr_pages == 2051 - 1025 and a.rt.intervals() == [(0, 1025), (2051, 4096)]
+
+
+def test_R3_a_failed_second_batch_rolls_back_the_first(session: Session) -> None:
+    # The first batch of 1024 is allocated and mapped before the second is allocated; its
+    # failure (alloc_page #1026, after the scratch page and the first batch) frees the
+    # mapped prefix and gives the whole range back.
+    ops = [arena(max_entries=2048), alloc(None, page_cnt=1100)]
+    r = run(session, ops, inject=[("alloc_page", 1026)])
+    a = the_arena(r)
+    assert r.finding is None and r.injected == [("alloc_page", 1026)]
+    assert r.results[1] == 0 and a.nr_pages == 0 and a.rt.intervals() == [(0, 2048)]
+    assert r.machine.ptes == {} and sum(not p.freed for p in r.machine.pages.values()) == 1
 
 
 # -- R4: allocating over a SCRATCH slot, per revision ----------------------------------------------
@@ -493,6 +530,23 @@ def test_R20_nr_pages_counts_real_pages_only(session: Session, arch: str, revisi
             1 for raw in r.machine.ptes.values() if (p := r.machine.page_of(raw)) is not None and not p.shared
         )
         assert real == want
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_R20_mem_usage_reads_the_real_pages(session: Session, arch: str) -> None:
+    ops = [
+        arena(),
+        ("arena.mem_usage", {}),
+        scratch_slot(0),
+        ("arena.mem_usage", {}),
+        alloc(2, page_cnt=3),
+        ("arena.mem_usage", {}),
+        ("arena.free", {"pgoff": 3}),
+        ("arena.mem_usage", {}),
+    ]
+    r = run(session, ops, arch=arch)
+    assert r.finding is None
+    assert [r.results[i] for i in (1, 3, 5, 7)] == [0, 0, 3 * PAGE_SIZE, 2 * PAGE_SIZE]
 
 
 @pytest.mark.parametrize("arch", ARCHES)

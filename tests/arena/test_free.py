@@ -446,6 +446,24 @@ def test_R10_reserved_slots_are_not_allocated(session: Session) -> None:
     assert [slot_state(r, 0, p) for p in (0, 1, 2)] == ["EMPTY", "EMPTY", "REAL"]
 
 
+def test_R10_misaligned_reserve_returns_0_and_reserves_nothing(session: Session) -> None:
+    # arena.c arena_reserve_pages(): a misaligned address returns 0 before any check.
+    r = run(session, [arena(), ("arena.reserve", {"pgoff": 3, "page_cnt": 4, "addr": "misaligned"})])
+    a = r.machine.handles["arena"][0]
+    assert r.finding is None and r.results[1] == 0 and a.rt.intervals() == [(0, 16)]
+
+
+def test_R10_reserve_of_a_large_range(session: Session) -> None:
+    ops = [arena(max_entries=8192), ("arena.reserve", {"pgoff": 4096, "page_cnt": 4096})]
+    overlapping = ("arena.reserve", {"pgoff": 4095, "page_cnt": 4096})
+    past_the_end = ("arena.reserve", {"pgoff": 4097, "page_cnt": 4096})
+    r = run(session, [*ops, overlapping, past_the_end])
+    a = r.machine.handles["arena"][0]
+    assert r.finding is None and r.results[1] == 0
+    assert r.results[2] == EBUSY and r.results[3] == EINVAL
+    assert a.rt.intervals() == [(0, 4096)]
+
+
 def test_R10_reserve_lock_failure_is_ebusy(session: Session) -> None:
     r = run(session, [arena(), reserve(3, 1)], inject=[("arena_spin_lock", 1)])
     assert r.results[1] == EBUSY

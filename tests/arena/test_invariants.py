@@ -244,7 +244,7 @@ def test_I5_quiet_bpf_access_to_empty_is_fixed_up(session: Session, arch: str) -
     assert r.finding is None and r.results[1] == "fixup" and r.machine.ptes == {}
 
 
-# -- I6: a kernel fault is recovered iff the model's conditions hold--------------------------------
+# -- I6: a kernel fault is recovered iff the model's conditions hold -------------------------------
 
 
 def walk_finds_nothing(m: Machine, cpu: Cpu) -> BpfProg | None:
