@@ -257,8 +257,10 @@ def i19_first_touch(m: Machine, cpu: Cpu, vpage: int, page: Page, write: bool, h
 def i19_scratch_gone(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
     """A scratch PTE replaced (allocation over it, free): the next scratch page there is a
     new first touch, owing its own report."""
+    if not old or (reported := m.state.get(FIRST_TOUCH_REPORTED)) is None:
+        return
     gone = m.page_of(old)
-    if gone is not None and gone.shared and (reported := m.state.get(FIRST_TOUCH_REPORTED)) is not None:
+    if gone is not None and gone.shared:
         reported.discard(vpage)
 
 
