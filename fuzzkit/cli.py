@@ -171,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"atheris corpora go in CORPUS/<target>/, hypothesis databases in "
         f"CORPUS/hypothesis/<target>/ (default {CORPORA})",
     )
+    p.add_argument(
+        "--database",
+        default="",
+        metavar="DIR|redis://HOST:PORT/N",
+        help="hypothesis: the example database (default: CORPUS/hypothesis/<target>/); a "
+        "redis:// URL shares one among workers on several machines",
+    )
     p.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_ARG", help=argparse.SUPPRESS)
 
     p = sub.add_parser(
@@ -430,6 +437,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         seconds=args.time,
         plugin_flags=_flags(args),
         libfuzzer_args=args.libfuzzer,
+        database=args.database,
         observers=[Console(), *_hook_observers(session)],
     )
     print()

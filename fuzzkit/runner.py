@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from fuzzkit.errors import ConfigError, ProgramError
 from fuzzkit.machine.choices import ChoiceSource, Replay
-from fuzzkit.machine.core import Call, Machine, RunResult, TraceStep
+from fuzzkit.machine.core import OP_STEP_BUDGET, Call, Machine, RunResult, TraceStep
 from fuzzkit.program import Program, resolve
 from fuzzkit.registry import REVISIONS, Kernel, Registry
 from fuzzkit.text import printable
@@ -36,7 +36,7 @@ class Session:
         choices: ChoiceSource | None = None,
         trace: bool = False,
         source: str = "<program>",
-        op_step_budget: int = 4096,
+        op_step_budget: int = OP_STEP_BUDGET,
     ) -> RunResult:
         """Run ``program``; with no ``choices`` its recorded choices are replayed."""
         kernel = self.kernel_of(program, source)

@@ -93,6 +93,8 @@ class AtherisEngine:
 
     def check(self, job: Job) -> None:
         require_atheris()
+        if job.database:
+            raise ConfigError("--database is the hypothesis engine's; atheris keeps its corpus in --corpus")
         for arg in job.libfuzzer_args:
             flag = arg.lstrip("-").split("=", 1)[0]
             if arg.startswith("-") and flag in OWN_FLAGS:

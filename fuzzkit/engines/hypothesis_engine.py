@@ -43,6 +43,7 @@ from hypothesis.stateful import (
 
 from fuzzkit.domains import Choice, Domain, Handle
 from fuzzkit.engines.campaign import Target, trusted_calls
+from fuzzkit.engines.database import open_database
 from fuzzkit.engines.worker import STATS_SECONDS, Emitter, Job, Recorder
 from fuzzkit.errors import EXIT_FAILURE, ConfigError, PluginFailure
 from fuzzkit.explore import explore_calls
@@ -342,6 +343,7 @@ def campaign(
             on_failure(failure)
 
     reported: set[str] = set()
+    kernel = target.kernel(session)
     while budget > 0 and len(found) < max_findings:
         last: list[FuzzkitFailure] = []
         base = state_machine(
@@ -354,17 +356,23 @@ def campaign(
             on_failure=failed,
         )
 
-        class Counted(base):  # type: ignore[valid-type, misc]
-            _hypothesis_internal_use_seed = seed + len(found)
+        def __init__(self: Any) -> None:
+            if should_stop is not None and should_stop():
+                stopping[0] = True
+                raise StopCampaign
+            spent[0] += 1
+            if on_example is not None:
+                on_example(spent[0])
+            super(type(self), self).__init__()  # the base of this round's class
 
-            def __init__(self) -> None:
-                if should_stop is not None and should_stop():
-                    stopping[0] = True
-                    raise StopCampaign
-                spent[0] += 1
-                if on_example is not None:
-                    on_example(spent[0])
-                super().__init__()
+        # Hypothesis keys saved examples by the state machine class (its source, or its name
+        # when it has none): a class made here, named after the target and its op table,
+        # keeps every target's examples apart in one shared database.
+        counted = type(
+            f"Fuzzkit_{target.name}_{kernel.fingerprint}",
+            (base,),
+            {"__init__": __init__, "_hypothesis_internal_use_seed": seed + len(found)},
+        )
 
         before = spent[0]
         run_settings = settings(
@@ -378,7 +386,7 @@ def campaign(
             report_multiple_bugs=False,
         )
         try:
-            run_state_machine_as_test(Counted, settings=run_settings)
+            run_state_machine_as_test(counted, settings=run_settings)
             budget = 0
         except FuzzkitFailure:
             failure = last[-1]  # hypothesis re-runs the minimal example last
@@ -405,6 +413,8 @@ class HypothesisEngine:
     def check(self, job: Job) -> None:
         if job.libfuzzer_args:
             raise ConfigError("arguments after '--' are libFuzzer's; they need --engine atheris")
+        if job.database:
+            open_database(job.database)  # a wrong path or an unreachable server fails now
 
     def prepare(self, job: Job, session: Session) -> None:
         job.target.kernel(session)
@@ -458,7 +468,7 @@ def main() -> None:
             job.target,
             examples=budget,
             seed=job.seed,
-            database=job.corpus,
+            database=open_database(job.database) if job.database else job.corpus,
             max_findings=10**6,
             on_failure=lambda f: recorder.finding(f.finding, f.program, spent[0]),
             on_example=on_example,

@@ -125,6 +125,7 @@ def plan(
     corpora: Path,
     plugin_flags: Sequence[str] = (),
     libfuzzer_args: Sequence[str] = (),
+    database: str = "",
 ) -> list[Job]:
     """``jobs`` workers spread over ``targets`` (at least one each; with fewer jobs than
     targets the targets take turns). Worker slots are assigned when a worker starts."""
@@ -147,6 +148,7 @@ def plan(
                     plugin_flags=tuple(plugin_flags),
                     libfuzzer_args=tuple(libfuzzer_args),
                     shared=n > 1,
+                    database=database,
                 )
             )
     return out
@@ -168,6 +170,7 @@ def fuzz(
     seconds: float | None = None,
     plugin_flags: Sequence[str] = (),
     libfuzzer_args: Sequence[str] = (),
+    database: str = "",
     observers: Sequence[Observer] = (),
     triage: bool = True,
 ) -> CampaignResult:
@@ -189,6 +192,7 @@ def fuzz(
         corpora=corpora,
         plugin_flags=plugin_flags,
         libfuzzer_args=libfuzzer_args,
+        database=database,
     )
     for job in work:
         engine.check(job)

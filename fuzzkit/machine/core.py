@@ -198,6 +198,11 @@ class RunResult:
     machine: Machine
 
 
+#: Steps one operation may take before I16 calls it stuck: room for the largest
+#: allocation a program can ask for (thousands of pages, a PTE step or two each).
+OP_STEP_BUDGET = 16384
+
+
 class Machine:
     """One run of one program on a compiled :class:`~fuzzkit.registry.Kernel`."""
 
@@ -208,7 +213,7 @@ class Machine:
         choices: ChoiceSource,
         *,
         trace: bool = False,
-        op_step_budget: int = 4096,
+        op_step_budget: int = OP_STEP_BUDGET,
     ) -> None:
         self.kernel = kernel
         self.arch: Arch = kernel.arch

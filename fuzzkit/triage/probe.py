@@ -27,7 +27,7 @@ from typing import Any
 
 from fuzzkit.machine.arch import PAGE_SHIFT
 from fuzzkit.machine.choices import ChoiceSource, Replay
-from fuzzkit.machine.core import Call, Machine, RunResult, Violation
+from fuzzkit.machine.core import OP_STEP_BUDGET, Call, Machine, RunResult, Violation
 from fuzzkit.program import Program
 from fuzzkit.registry import Kernel, Registry
 from fuzzkit.runner import Session
@@ -135,7 +135,7 @@ class Probe:
         trace: bool = False,
         snapshot_at: int | None = None,
         watch: bool = False,
-        op_step_budget: int = 4096,
+        op_step_budget: int = OP_STEP_BUDGET,
     ) -> ProbeRun:
         """Run ``calls``; ``watch`` (implied by ``snapshot_at``) keeps :attr:`current_call`."""
         self._chain = []

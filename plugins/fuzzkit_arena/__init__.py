@@ -1,9 +1,9 @@
 """fuzzkit subsystem plugin: BPF arena maps with direct kernel-side access.
 
-Implements SPEC rules R1-R20 (modules: ``arena`` objects and address arithmetic,
-``range_tree``, ``kernel`` paths as named primitives, ``ops``) and registers oracles for
-I1, I3-I9, I11-I13, I15, I16 (``invariants``, with I12's ``reference`` model). I2 and I14 are
-the core's; I10 is arm64's.
+Implements rules R1-R20 of the model (docs/model.md; modules: ``arena`` objects and address
+arithmetic, ``range_tree``, ``kernel`` paths as named primitives, ``ops``) and registers
+oracles for I1, I3-I9, I11-I13, I15, I16 and I19 (``invariants``, with I12's ``reference``
+model). I2 and I14 are the core's; I10 is arm64's.
 """
 
 from __future__ import annotations

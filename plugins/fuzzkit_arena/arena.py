@@ -1,6 +1,6 @@
 """Arena maps, BPF programs and their stderr streams: the objects arena operations act on.
 
-Address arithmetic (SPEC section 1): an arena owns a kernel band of 4 GiB + GUARD_SZ; its
+Address arithmetic (docs/model.md, section 1): an arena owns a kernel band of 4 GiB + GUARD_SZ; its
 ``kbase`` sits GUARD_SZ/2 into the band. Slot ``pgoff`` is user address
 ``user_vm_start + pgoff * PAGE_SIZE`` and kernel address ``kbase + (u32)user address``; the
 user range never crosses a 4 GiB boundary, so the low 32 bits are contiguous.
@@ -30,8 +30,9 @@ BPF_F_NO_USER_CONV = 1 << 16
 #: kernel's own example 7f7d26200000, so the u32 truncation is exercised).
 MMAP_BASE = 0x7F7D26200000
 
-#: Capacity of a program's stderr stream, in reports (R18).
-STREAM_CAPACITY = 16
+#: Capacity of a program's stderr stream in bytes (R18): BPF_STREAM_MAX_CAPACITY,
+#: include/linux/bpf.h.
+STREAM_CAPACITY = 100000
 
 
 def clear_lo32(value: int) -> int:
@@ -66,20 +67,28 @@ def violation_text(write: bool, arena: Arena | None, offset: int, stack: Sequenc
 
 @dataclass(slots=True)
 class Stream:
-    """A program's BPF_STDERR stream (kernel/bpf/stream.c) with bounded capacity."""
+    """A program's BPF_STDERR stream (kernel/bpf/stream.c) with bounded capacity.
+
+    R18: capacity counts bytes, as bpf_stream_consume_capacity() does: a staged report
+    (its line and its stack dump, one element) is refused when the bytes held already reach
+    the capacity or would with it. Nothing reads the stream, so bytes are never released."""
 
     capacity: int = STREAM_CAPACITY
     lines: list[str] = field(default_factory=list)
     dropped: int = 0
+    #: Bytes held (the kernel's stream->capacity counter).
+    used: int = 0
     #: Every push attempt, delivered or not, as (cpu, text): the I7 oracle reads it.
     attempts: list[tuple[int, str]] = field(default_factory=list)
 
     def push(self, m: Machine, cpu: int, text: str) -> bool:
         self.attempts.append((cpu, text))
-        if len(self.lines) >= self.capacity or m.inject("stream_capacity"):
+        size = len(text) + 1  # the report's newline
+        if self.used >= self.capacity or self.used + size >= self.capacity or m.inject("stream_capacity"):
             self.dropped += 1
             m.note(f"stream full, dropped: {text}")
             return False
+        self.used += size
         self.lines.append(text)
         if m.trace is not None:  # formatted only for a trace: a push is on the fault path
             m.note(f"stream: {text}")
@@ -133,8 +142,7 @@ class Arena:
         self.scratch = scratch
         self.scratch_pte = m.arch.mk_pte(scratch.pfn)
         self.rt = RangeTree()
-        self.ref = ReferenceRanges(max_entries)
-        self.ref.take(0, max_entries)
+        self.ref = ReferenceRanges()
         #: arena->spinlock (alloc, free, reserve, user faults) and arena->lock (vma list).
         self.spinlock = Mutex(f"{self.name}.spinlock")
         self.lock = Mutex(f"{self.name}.lock")

@@ -1,4 +1,4 @@
-"""The arena's oracles, one function per check, named after the SPEC invariant.
+"""The arena's oracles, one function per check, named after the invariant (docs/model.md).
 
 Each is registered against the machine events it needs and looks only at what changed
 (DESIGN principle 6). Checks that need a settled state run when the op that finishes leaves
@@ -20,6 +20,8 @@ ORPHANS = "arena.orphans"
 REPORT_DUE = "arena.report_due"
 SCRATCH_BY_FAULT = "arena.scratch_by_fault"
 BEST_FIT_CLAIM = "arena.best_fit_claim"
+FIRST_TOUCH_REPORTED = "arena.first_touch_reported"
+FIRST_TOUCH_PENDING = "arena.first_touch_pending"
 
 
 # The checks read the arenas as ``m.handles.get("arena", ())`` in place: they run on every PTE
@@ -47,9 +49,10 @@ def quiescent(m: Machine, cpu: Cpu) -> bool:
 
 
 def _main_prog(cpu: Cpu) -> Any:
+    """The main program R15's stack walk attributes a kernel fault to."""
     for frame in reversed(cpu.stack):
-        if frame.kind == "bpf_main":
-            return frame.prog
+        if frame.prog is not None:
+            return frame.prog.main_prog()
     return None
 
 
@@ -204,6 +207,76 @@ def i7_report_made(m: Machine, cpu: Cpu, fault: Fault, outcome: str) -> None:
     stream, seen, addr = due.pop(cpu.id)
     if not any(c == cpu.id and f"{addr:#x} " in text for c, text in stream.attempts[seen:]):
         raise Violation("I7", "scratch install without a report", f"at {addr:#x}")
+
+
+# -- I19: the first kernel-side touch of an unallocated address is reported -----------------------
+#
+# The series' promise: a kernel-mode access to an arena address that holds no real page
+# either oopses (I6) or is reported through the stream of the program the stack walk finds.
+# Once the scratch page sits at an address, later accesses succeed without a fault, so the
+# promise is about the touch that met it first: whatever put the scratch page there, a report
+# for that page must have been attempted (capacity permitting: a dropped push counts). A
+# fault that lost the install race reports too (R15), so any fault's report counts. The
+# report may trail the access that first met the scratch page (the installer can be
+# preempted between its install and its push), so the check settles once no other CPU is
+# mid-operation.
+
+
+def i19_note_report(m: Machine, cpu: Cpu, fault: Fault, outcome: str) -> None:
+    if outcome != RETRY or fault.extable:
+        return
+    prog = _main_prog(cpu)
+    arena = prog.arena if prog is not None else None
+    if arena is None or not arena.in_recovery_band(fault.addr):
+        return
+    page_addr = fault.addr & ~((1 << PAGE_SHIFT) - 1)
+    wanted = f"{arena.rebased(page_addr):#x} "
+    for c, text in reversed(prog.stream.attempts):
+        if c == cpu.id:
+            if wanted in text:
+                m.state.setdefault(FIRST_TOUCH_REPORTED, set()).add(page_addr >> PAGE_SHIFT)
+                if (pending := m.state.get(FIRST_TOUCH_PENDING)) is not None:
+                    pending.pop(page_addr >> PAGE_SHIFT, None)
+            return
+
+
+def i19_first_touch(m: Machine, cpu: Cpu, vpage: int, page: Page, write: bool, how: str) -> None:
+    if how == "user" or not page.shared:
+        return
+    reported = m.state.get(FIRST_TOUCH_REPORTED)
+    if (
+        (reported is None or vpage not in reported)
+        # Through a stale TLB entry after the PTE was cleared: that scratch page's first
+        # touch was settled when it was installed.
+        and m.page_of(m.ptes.get(vpage, 0)) is page
+        and scratch_owner(m, page) is not None
+    ):
+        m.state.setdefault(FIRST_TOUCH_PENDING, {}).setdefault(vpage, (cpu.id, how, write))
+
+
+def i19_scratch_gone(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
+    """A scratch PTE replaced (allocation over it, free): the next scratch page there is a
+    new first touch, owing its own report."""
+    if not old or (reported := m.state.get(FIRST_TOUCH_REPORTED)) is None:
+        return
+    gone = m.page_of(old)
+    if gone is not None and gone.shared:
+        reported.discard(vpage)
+
+
+def i19_settled(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
+    pending = m.state.get(FIRST_TOUCH_PENDING)
+    if not pending or not quiescent(m, cpu):
+        return
+    reported = m.state.get(FIRST_TOUCH_REPORTED, set())
+    m.state[FIRST_TOUCH_PENDING] = {}
+    for vpage, (c, how, write) in sorted(pending.items()):
+        if vpage not in reported:
+            raise Violation(
+                "I19",
+                "first kernel touch of an unallocated address was not reported",
+                f"cpu{c} {how} {'write' if write else 'read'} at page {vpage << PAGE_SHIFT:#x}",
+            )
 
 
 # -- I9: nothing reads scratch data once the slot is allocated ---------------------------------------
@@ -379,7 +452,7 @@ INVARIANTS: list[tuple[str, str, str, dict[str, Any], tuple[str, ...] | None]] =
     (
         "I6",
         "recovery_decision",
-        "a kernel fault is recovered iff SPEC's conditions hold",
+        "a kernel fault is recovered iff the model's conditions hold",
         {"pte_set": i6_note_install, "fault_done": i6_recovery_decision},
         None,
     ),
@@ -409,6 +482,18 @@ INVARIANTS: list[tuple[str, str, str, dict[str, Any], tuple[str, ...] | None]] =
         "no_scratch_after_alloc",
         "an allocated slot never reaches scratch data",
         {"access": i9_no_scratch_after_alloc},
+        None,
+    ),
+    (
+        "I19",
+        "first_touch_reported",
+        "the first kernel touch of an unallocated address is reported",
+        {
+            "fault_done": i19_note_report,
+            "access": i19_first_touch,
+            "pte_set": i19_scratch_gone,
+            "op_done": i19_settled,
+        },
         None,
     ),
     (

@@ -29,6 +29,9 @@ EINVAL = -22
 NUMA_NO_NODE = -1
 #: Emulated machines have one NUMA node.
 NR_NODES = 1
+#: Pages per batch of arena_alloc_pages(): KMALLOC_MAX_CACHE_SIZE (two pages) divided by
+#: sizeof(struct page *), the largest pages array kmalloc_nolock() can serve.
+KMALLOC_BATCH = 2 * PAGE_SIZE // 8
 #: Outcome of a user fault that could not take the lock: the access is retried.
 VM_FAULT_RETRY = "retry"
 
@@ -121,10 +124,13 @@ def apply_range_set_scratch_cb(m: Machine, cpu: Cpu, arena: Arena, vpage: int) -
 
 
 def bpf_prog_find_from_stack(m: Machine, cpu: Cpu) -> BpfProg | None:
-    """The stack walk of R15: the innermost *main* BPF program, skipping subprograms."""
+    """The stack walk of R15 (kernel/bpf/core.c, find_from_stack_cb()): the innermost BPF
+    frame, subprogram or not, stands for its main program (``aux->main_prog_aux``), so a
+    callback the kernel runs with no frame of its main program below (a bpf_timer callback)
+    is attributed to that main program."""
     for frame in reversed(cpu.stack):
-        if frame.kind == "bpf_main":
-            prog: BpfProg = frame.prog
+        if frame.prog is not None:
+            prog: BpfProg = frame.prog.main_prog()
             return prog
     return None
 
@@ -230,18 +236,24 @@ def arena_alloc_pages(
     uaddr32 = (arena.user_vm_start + pgoff * PAGE_SIZE) & 0xFFFFFFFF
     first = (arena.kbase + uaddr32) >> PAGE_SHIFT
     mapped = 0
-    pages = bpf_map_alloc_pages(m, cpu, arena.name, page_cnt)
-    if len(pages) == page_cnt:
+    # Pages come in batches of at most KMALLOC_BATCH (the pages array is capped so that
+    # kmalloc_nolock() can succeed), each mapped before the next is allocated: a failed
+    # batch leaves the earlier ones mapped, to be rolled back below.
+    failed = False
+    while mapped < page_cnt and not failed:
+        pages = bpf_map_alloc_pages(m, cpu, arena.name, min(page_cnt - mapped, KMALLOC_BATCH))
+        failed = not pages
         for i, page in enumerate(pages):
-            if (yield from k.apply_range_set_cb(m, cpu, arena, first + i, page)):
+            if (yield from k.apply_range_set_cb(m, cpu, arena, first + mapped, page)):
                 for p in pages[i:]:
                     m.free_page(cpu, p)
+                failed = True
                 break
             mapped += 1
             arena.nr_pages += 1
-        else:
-            m.mutex_unlock(cpu, arena.spinlock)
-            return clear_lo32(arena.user_vm_start) + uaddr32
+    if not failed:
+        m.mutex_unlock(cpu, arena.spinlock)
+        return clear_lo32(arena.user_vm_start) + uaddr32
     # R3: restore the range tree for what was not mapped, free the mapped prefix.
     rt_set(m, arena, pgoff + mapped, page_cnt - mapped)
     m.mutex_unlock(cpu, arena.spinlock)
@@ -259,15 +271,12 @@ def arena_free_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: i
     uaddr = (uaddr & 0xFFFFFFFF) & ~(PAGE_SIZE - 1)
     full_uaddr = clear_lo32(arena.user_vm_start) + uaddr
     uaddr_end = min(arena.user_vm_end, full_uaddr + (page_cnt << PAGE_SHIFT))
-    # R6: the range is clamped to the user VMA at both ends. kernel/bpf/arena.c clamps only
-    # the end: an address whose low 32 bits lie below user_vm_start's then yields a pgoff
-    # past max_entries, and range_tree_set() marks offsets the arena does not have FREE,
-    # which best fit later hands out (found by I12).
-    if full_uaddr < arena.user_vm_start:
-        full_uaddr = arena.user_vm_start
-        uaddr = full_uaddr & 0xFFFFFFFF
     if full_uaddr >= uaddr_end:
         return "noop"
+    # R6, kernel/bpf/arena.c arena_free_pages(): only the end is clamped to the VMA. A range
+    # starting below user_vm_start keeps its start: compute_pgoff() wraps to offsets past
+    # max_entries, which range_tree_set() marks FREE (slot 0 stays TAKEN), while the PTE
+    # walk, by kernel address, still clears the slots the range covers.
     page_cnt = (uaddr_end - full_uaddr) >> PAGE_SHIFT
     pgoff = arena.compute_pgoff(uaddr)
     if not sleepable or not (yield from arena_spin_lock(m, cpu, arena)):

@@ -37,20 +37,44 @@ FLAGS = {
 }
 #: A page offset domain reaching past the largest arena (R1 range checks).
 PGOFF = Int(0, MAX_PAGES + 16)
-PAGE_CNT = Int(0, 64, default=1)
+#: Page counts reach past the two-batch allocation of selftest verifier_arena_large
+#: (2051 pages, R3's batches of KMALLOC_BATCH); generators stay near the default.
+PAGE_CNT = Int(0, 4096, default=1)
 ARENA = Handle("arena")
 #: Fixed user_vm_start values: 4 GiB aligned, then one per arena.
 FIXED_BASE = 0x7E0000000000
 
 
-#: Ops naming an arena hold it; the last holder of a put arena runs map_free (R19).
+def bpf_map_put(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
+    """The last reference an op or the map fd held is gone. R19: a user mapping holds one
+    too (mmap()'s vm_file holds the map, kernel/bpf/syscall.c bpf_map_mmap()), so while the
+    arena is mapped nothing is freed: the last munmap() runs arena_map_free()."""
+    if arena.vmas:
+        yield "bpf_map_put: still mapped"
+        return "mapped"
+    return (yield from m.k.arena_map_free(m, cpu, arena))
+
+
+#: Ops naming an arena hold it; once the map fd is closed they see no arena, and the last
+#: holder runs map_free unless a user mapping still holds the map (R19).
 holds_arena = holding(
     "arena",
     "arena",
     missing="no-arena",
     putting=lambda a: a.dying,
     released=lambda a: a.destroyed,
-    release=lambda m, cpu, a: m.k.arena_map_free(m, cpu, a),
+    release=bpf_map_put,
+)
+
+#: User-space ops reach the arena through its mapping, which outlives the map fd (R19):
+#: they see no arena only once it is closed and unmapped.
+holds_mapping = holding(
+    "arena",
+    "arena",
+    missing="no-arena",
+    putting=lambda a: a.dying and not a.vmas,
+    released=lambda a: a.destroyed,
+    release=bpf_map_put,
 )
 
 
@@ -70,6 +94,9 @@ def op_create(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
         "fixed": FIXED_BASE + index * 2 * SZ_4G,
         "fixed_unaligned": FIXED_BASE + index * 2 * SZ_4G + 0x800,
         "fixed_crossing_4g": FIXED_BASE + index * 2 * SZ_4G + SZ_4G - PAGE_SIZE,
+        # Ends exactly at a 4 GiB boundary (selftest verifier_arena's map_extra): the low
+        # 32 bits are as high as they can be, so pointer arithmetic wraps them.
+        "fixed_below_4g": FIXED_BASE + index * 2 * SZ_4G + SZ_4G - max_entries * PAGE_SIZE,
     }[args["user_vm_start"]]
     if start & (PAGE_SIZE - 1):
         return "EINVAL"
@@ -113,7 +140,7 @@ def op_mmap(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps:
         m.mutex_unlock(cpu, arena.lock)
 
 
-@holds_arena
+@holds_mapping
 def op_munmap(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps:
     """munmap() of the arena VMA, then arena_vm_close()."""
     if not arena.vmas:
@@ -166,10 +193,18 @@ def op_free_worker(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> 
 @holds_arena
 def op_reserve(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps:
     """bpf_arena_reserve_pages() (R10)."""
-    return (yield from m.k.arena_reserve_pages(m, cpu, arena, arena.uaddr(args["pgoff"]), args["page_cnt"]))
+    return (yield from m.k.arena_reserve_pages(m, cpu, arena, _uaddr(arena, args), args["page_cnt"]))
 
 
 @holds_arena
+def op_mem_usage(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps:
+    """The arena's memory usage as the map reports it, in bytes: its REAL pages (R20),
+    read without the lock. The scratch page and range-tree nodes are not counted."""
+    yield "map_mem_usage"
+    return arena.nr_pages << PAGE_SHIFT
+
+
+@holds_mapping
 def op_user_access(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps:
     """A user-space load or store through the arena mapping (R11)."""
     pgoff, write = args["pgoff"], args["write"]
@@ -191,20 +226,45 @@ def _with_frames(cpu: Cpu, frames: list[Frame]) -> int:
     return len(frames)
 
 
+#: Where a JITed arena access runs: the main program, a subprogram it called, or a
+#: callback the kernel runs for it with no frame of the main program below (a bpf_timer
+#: callback in softirq context, selftest arena_stream's stream_arena_callback_fault).
+PROG_CTX = ("main", "subprog", "timer_cb")
+
+
+def _prog_frames(arena: Arena, ctx: str) -> list[Frame]:
+    prog = arena.prog
+    if ctx == "main":
+        return [Frame("kernel"), Frame("bpf_main", prog)]
+    name = f"{prog.name}.{'sub' if ctx == 'subprog' else 'timer_cb'}"
+    sub = Frame("bpf_sub", BpfProg(name, arena, main=prog))
+    if ctx == "subprog":
+        return [Frame("kernel"), Frame("bpf_main", prog), sub]
+    return [Frame("kernel"), sub]
+
+
 @holds_arena
 def op_prog_access(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> Steps:
-    """A JITed BPF arena load or store (R12, R13): exception-table protected."""
+    """A JITed BPF arena load or store (R12, R13): exception-table protected.
+
+    The JIT addresses ``kern_vm_start + (u32)reg + off``: ``pgoff`` puts the user pointer in
+    the register, ``off`` is the byte offset the instruction adds (not wrapped to 32 bits,
+    so an access near the top of the band reaches the upper guard). Memory holds 8-byte
+    words: a narrower access reads or writes the word holding its byte."""
     if not arena.prog.loadable:
         return NOT_LOADABLE
     write = args["write"]
-    addr = arena.kbase + ((arena.user_vm_start + args["pgoff"] * PAGE_SIZE + args["word"] * 8) & 0xFFFFFFFF)
-    n = _with_frames(cpu, [Frame("kernel"), Frame("bpf_main", arena.prog)])
+    addr = arena.kbase + ((arena.user_vm_start + args["pgoff"] * PAGE_SIZE) & 0xFFFFFFFF) + args["off"]
+    frames = _prog_frames(arena, args["ctx"])
+    n = _with_frames(cpu, frames)
     try:
         outcome, value = yield from m.kernel_access(cpu, addr, write, args["value"], extable=True, how="bpf")
         if outcome == FIXUP:
-            # R12: report first (the address register may be the destination), then the
-            # load yields 0 / the store is dropped, and the instruction is skipped.
-            report_arena_violation(m, cpu, arena.prog, write, (addr & ~(PAGE_SIZE - 1)) - arena.kbase)
+            # R12, ex_handler_bpf() (arch/x86/net/bpf_jit_comp.c, arch/arm64/net/bpf_jit_comp.c):
+            # report first (the address register may be the destination) the exact address
+            # reg + off, attributed through the faulting (sub)program to its main program's
+            # stream; then the load yields 0 / the store is dropped and the insn is skipped.
+            report_arena_violation(m, cpu, frames[-1].prog, write, addr - arena.kbase)
             return "fixup"
         return value
     finally:
@@ -277,7 +337,7 @@ BOOL = Choice((True, False))
 WORD = Int(0, 511)
 VALUE = Int(0, 255, default=0xA5)
 
-#: (op id, executor, argument domains, summary, SPEC rules, handle kind created, weight)
+#: (op id, executor, argument domains, summary, rules, handle kind created, weight)
 OPS: list[tuple[str, Any, dict[str, Any], str, tuple[str, ...], str | None, float]] = [
     (
         "arena.create",
@@ -285,7 +345,9 @@ OPS: list[tuple[str, Any, dict[str, Any], str, tuple[str, ...], str | None, floa
         {
             "max_entries": Int(0, MAX_PAGES + 1, default=16),
             "flags": Choice(tuple(FLAGS)),
-            "user_vm_start": Choice(("fixed", "mmap", "fixed_unaligned", "fixed_crossing_4g")),
+            "user_vm_start": Choice(
+                ("fixed", "mmap", "fixed_unaligned", "fixed_crossing_4g", "fixed_below_4g")
+            ),
         },
         "create an arena map",
         ("R1",),
@@ -332,11 +394,20 @@ OPS: list[tuple[str, Any, dict[str, Any], str, tuple[str, ...], str | None, floa
     (
         "arena.reserve",
         op_reserve,
-        {"arena": ARENA, "pgoff": PGOFF, "page_cnt": PAGE_CNT},
+        {"arena": ARENA, "pgoff": PGOFF, "page_cnt": PAGE_CNT, "addr": Choice(("fixed", "misaligned"))},
         "bpf_arena_reserve_pages",
         ("R10",),
         None,
         1.0,
+    ),
+    (
+        "arena.mem_usage",
+        op_mem_usage,
+        {"arena": ARENA},
+        "read the arena's memory usage (nr_pages)",
+        ("R20",),
+        None,
+        0.2,
     ),
     (
         "arena.user_access",
@@ -350,7 +421,14 @@ OPS: list[tuple[str, Any, dict[str, Any], str, tuple[str, ...], str | None, floa
     (
         "arena.prog_access",
         op_prog_access,
-        {"arena": ARENA, "pgoff": PGOFF, "word": WORD, "write": BOOL, "value": VALUE},
+        {
+            "arena": ARENA,
+            "pgoff": PGOFF,
+            "off": Int(0, PAGE_SIZE - 1),
+            "write": BOOL,
+            "value": VALUE,
+            "ctx": Choice(PROG_CTX),
+        },
         "BPF program load/store",
         ("R12", "R13"),
         None,

@@ -1,4 +1,4 @@
-"""I12's reference model of an arena's range tree: the TAKEN page offsets as bits of one
+"""I12's reference model of an arena's range tree: the FREE page offsets as bits of one
 Python int, sharing no code or representation with :class:`fuzzkit_arena.range_tree.RangeTree`,
 and the two calls through which the arena code reaches the range tree and moves the
 reference along.
@@ -37,40 +37,69 @@ def rt_set(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
 
 
 class ReferenceRanges:
-    """I12's reference: TAKEN offsets as bits of one int, over ``size`` pages."""
+    """I12's reference: FREE offsets as bits of one int (an empty tree frees nothing, so
+    offsets past ``max_entries`` are FREE only if a free marked them, as in the kernel,
+    R6), and for each maximal free run the tick at which its bounds last changed: the
+    order in which best fit breaks ties between runs of equal size (R2)."""
 
-    __slots__ = ("size", "taken")
+    __slots__ = ("free", "stamps", "ticks")
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.taken = 0
+    def __init__(self) -> None:
+        self.free = 0
+        self.stamps: dict[tuple[int, int], int] = {}
+        self.ticks = 0
 
     def all_free(self, start: int, n: int) -> bool:
-        return (self.taken >> start) & ((1 << n) - 1) == 0
+        mask = (1 << n) - 1
+        return (self.free >> start) & mask == mask
 
     def free_mask(self, lo: int, hi: int) -> int:
         """FREE offsets of ``[lo, hi)`` as bits (bit 0 is ``lo``)."""
-        return ~(self.taken >> lo) & ((1 << (hi - lo)) - 1)
+        return (self.free >> lo) & ((1 << (hi - lo)) - 1)
+
+    def _run(self, pos: int) -> tuple[int, int]:
+        """The maximal free run holding the free offset ``pos``."""
+        above = self.free >> pos
+        below = ~self.free & ((1 << pos) - 1)
+        return below.bit_length(), pos + (~above & (above + 1)).bit_length() - 1
+
+    def _stamp(self, run: tuple[int, int]) -> None:
+        self.ticks += 1
+        self.stamps[run] = self.ticks
 
     def take(self, start: int, n: int) -> None:
-        self.taken |= ((1 << n) - 1) << start
+        """Runs cut short on the left, then on the right, become the newest (a run the
+        range only touches keeps its stamp)."""
+        end = start + n
+        before = self.free
+        if not before & ((1 << n) - 1) << start:
+            return
+        self.free &= ~(((1 << n) - 1) << start)
+        if start and (before >> (start - 1)) & 3 == 3:
+            self._stamp(self._run(start - 1))
+        if (before >> (end - 1)) & 3 == 3:
+            self._stamp(self._run(end))
 
     def release(self, start: int, n: int) -> None:
-        self.taken &= ~(((1 << n) - 1) << start)
+        """The run the range joins becomes the newest, unless all of it was FREE already."""
+        if self.all_free(start, n):
+            return
+        self.free |= ((1 << n) - 1) << start
+        self._stamp(self._run(start))
 
     def best_fit(self, n: int) -> int:
-        """Smallest free run holding ``n`` pages, lowest offset on ties; -1 when none."""
-        best, best_len = -1, 0
-        bits, pos, size = self.taken, 0, self.size
-        while pos < size:
-            rest = bits >> pos
-            if rest & 1:
-                free = ~rest
-                pos += (free & -free).bit_length() - 1 if free else size
-                continue
-            run = (rest & -rest).bit_length() - 1 if rest else size - pos
-            run = min(run, size - pos)
-            if run >= n and (best < 0 or run < best_len):
-                best, best_len = pos, run
+        """Smallest free run holding ``n`` pages, the newest on ties; -1 when none."""
+        best, best_len, best_stamp = -1, 0, -1
+        rest, pos = self.free, 0
+        while rest:
+            gap = (rest & -rest).bit_length() - 1
+            rest >>= gap
+            pos += gap
+            run = (~rest & (rest + 1)).bit_length() - 1
+            if run >= n:
+                stamp = self.stamps.get((pos, pos + run), 0)
+                if best < 0 or run < best_len or (run == best_len and stamp > best_stamp):
+                    best, best_len, best_stamp = pos, run, stamp
+            rest >>= run
             pos += run
         return best

@@ -16,7 +16,7 @@ from typing import Any
 from fuzzkit_arena.arena import NOT_LOADABLE, Arena, BpfProg
 from fuzzkit_arena.kernel import report_arena_violation
 
-from fuzzkit import FIXUP, PAGE_SIZE, Choice, Cpu, Frame, Handle, Int, Machine, Steps
+from fuzzkit import FIXUP, Choice, Cpu, Frame, Handle, Int, Machine, Steps
 from fuzzkit.holds import holding
 from fuzzkit_struct_ops.maps import MEMBERS, StructOpsMap
 from fuzzkit_struct_ops.struct_ops import bpf_map_inc, struct_ops_map_free
@@ -101,8 +101,9 @@ def op_call(m: Machine, cpu: Cpu, st_map: StructOpsMap, args: dict[str, Any]) ->
             return value if outcome == "ok" else outcome
         outcome, value = yield from m.kernel_access(cpu, addr, write, args["value"], extable=True, how="bpf")
         if outcome == FIXUP:
-            # R12: report first, then the load yields 0 / the store is dropped.
-            report_arena_violation(m, cpu, prog, write, (addr & ~(PAGE_SIZE - 1)) - arena.kbase)
+            # R12: report the exact address first, then the load yields 0 / the store is
+            # dropped.
+            report_arena_violation(m, cpu, prog, write, addr - arena.kbase)
             return "fixup"
         return value
     finally:

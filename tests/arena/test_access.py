@@ -45,7 +45,7 @@ def user(pgoff: int, write: bool = False, word: int = 0, value: int = 0xA5) -> O
 
 
 def prog(pgoff: int, write: bool = False, word: int = 0, value: int = 0xA5) -> Op:
-    return ("arena.prog_access", {"pgoff": pgoff, "write": write, "word": word, "value": value})
+    return ("arena.prog_access", {"pgoff": pgoff, "write": write, "off": word * 8, "value": value})
 
 
 def scratch_slot(pgoff: int, insn: str = "load", value: int = 0xA5) -> Op:
@@ -142,7 +142,7 @@ def test_R11_lazy_allocation_failure_is_sigsegv_with_the_tree_rolled_back(
     assert r.injected == [inject]
     assert r.finding is None
     assert r.results[2] == "SIGSEGV"
-    assert a.rt.intervals() == [(0, 16)] and a.ref.taken == 0
+    assert a.rt.intervals() == [(0, 16)] and a.ref.free == (1 << 16) - 1
     assert r.machine.ptes == {} and r.machine.user_ptes == {}
     assert a.nr_pages == 0
     assert all(p.freed for p in r.machine.pages.values() if p is not a.scratch)
@@ -250,6 +250,46 @@ def test_R12_freed_slot_is_empty_again(session: Session) -> None:
     assert r.finding is None
     assert r.results[2] == 7 and r.results[4] == "fixup"
     assert len(the_arena(r).prog.stream.lines) == 1
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_R12_program_fault_reports_the_exact_byte_address(session: Session, arch: str) -> None:
+    # ex_handler_bpf() reports reg + off, byte for byte: selftest arena_stream's store to
+    # user_vm_start + 0x7fff (page 7, byte 0xfff) of a one-page arena placed by mmap.
+    ops = [
+        ("arena.create", {"max_entries": 1, "user_vm_start": "mmap"}),
+        MMAP,
+        ("arena.prog_access", {"pgoff": 7, "off": 0xFFF, "write": True, "value": 1}),
+    ]
+    r = run(session, ops, arch=arch)
+    a = the_arena(r)
+    assert r.finding is None and r.results[2] == "fixup"
+    assert a.user_vm_start & 0xFFFFFFFF, "mmap placed it off a 4 GiB boundary"
+    [line] = a.prog.stream.lines
+    assert line.startswith(f"ERROR: Arena WRITE access at unmapped address {a.user_vm_start + 0x7FFF:#x} ")
+
+
+def test_R12_offset_past_the_band_top_is_not_wrapped(session: Session) -> None:
+    # The JIT adds off to (u32)reg without wrapping: from the last page of a 4 GiB arena, an
+    # offset into the next page reaches the upper guard, and the report shows 4 GiB + off.
+    ops = [("arena.create", {"max_entries": 1 << 20}), prog(1048575, word=0)]
+    ops[1][1]["off"] = PAGE_SIZE - 1
+    r = run(session, ops)
+    assert r.finding is None and r.results[1] == "fixup"
+    [line] = the_arena(r).prog.stream.lines
+    assert f"{uaddr(1048575) + PAGE_SIZE - 1:#x} " in line
+
+
+@pytest.mark.parametrize("ctx", ["subprog", "timer_cb"])
+def test_R12_callback_fault_reports_to_the_main_programs_stream(session: Session, ctx: str) -> None:
+    # A subprogram, and a bpf_timer callback with no frame of its main program below, report
+    # through aux->main_prog_aux to the main program's stream (selftest arena_stream).
+    op = ("arena.prog_access", {"pgoff": 5, "off": 0xEEF, "write": True, "value": 1, "ctx": ctx})
+    r = run(session, [arena(), op], trace=True)
+    a = the_arena(r)
+    assert r.finding is None and r.results[1] == "fixup" and slot_state(r, 0, 5) == "EMPTY"
+    [line] = a.prog.stream.lines
+    assert f"{uaddr(5) + 0xEEF:#x} [arena0.prog.{ctx.replace('subprog', 'sub')} <- " in line
 
 
 # -- R13: BPF program access to a SCRATCH slot -----------------------------------------------------

@@ -79,7 +79,7 @@ def assert_untouched(result: RunResult, max_entries: int = 16) -> None:
     m = result.machine
     assert result.finding is None
     assert a.rt.intervals() == [(0, max_entries)]
-    assert a.ref.taken == 0
+    assert a.ref.free == (1 << max_entries) - 1
     assert m.ptes == {}
     assert a.nr_pages == 0
     assert list(m.pages) == [SCRATCH_PFN]
@@ -147,6 +147,16 @@ def test_R1_address_past_a_4g_arena_wraps_to_slot_0(session: Session) -> None:
     assert slot_state(r, 0, 0) == "REAL"
 
 
+def test_R1_user_vm_start_just_below_a_4g_boundary(session: Session) -> None:
+    # verifier_arena's map_extra: the arena's pages are the last below a 4 GiB boundary, so
+    # its user range does not cross one and both pages allocate; one page more would.
+    r = run(session, [arena(max_entries=2, user_vm_start="fixed_below_4g"), alloc(None, page_cnt=2)])
+    a = the_arena(r)
+    assert r.finding is None and r.results[0] == 0
+    assert a.user_vm_start & 0xFFFFFFFF == 0x100000000 - 2 * PAGE_SIZE
+    assert a.user_vm_end & 0xFFFFFFFF == 0 and r.results[1] == a.user_vm_start
+
+
 def test_R1_example_last_page_of_a_4g_arena_replays_clean(session: Session) -> None:
     r = session.run(load(EXAMPLES / "arena_4g_last_page.json"))
     assert r.finding is None
@@ -166,13 +176,28 @@ def test_R2_best_fit_takes_the_smallest_range_that_fits(session: Session) -> Non
     assert [slot_state(r, 0, p) for p in (10, 11)] == ["REAL", "REAL"]
 
 
-def test_R2_best_fit_ties_go_to_the_lowest_offset(session: Session) -> None:
-    # FREE: [0,2), [5,7), [10,16). Two-page requests take the equal holes lowest first.
+def test_R2_best_fit_ties_go_to_the_most_recently_inserted_range(session: Session) -> None:
+    # FREE: [0,2), [5,7), [10,16). range_tree.c's size tree links an equal size to the
+    # right and __find_range() ends on the rightmost fit: [5,7), split off by the second
+    # reserve, was inserted after [0,2), so it goes first, not the lowest offset.
     ops = [arena(), reserve(2, 3), reserve(7, 3), *[alloc(None, page_cnt=2)] * 3]
     r = run(session, ops)
     assert r.finding is None
-    assert [r.results[i] for i in (3, 4, 5)] == [uaddr(0), uaddr(5), uaddr(10)]
+    assert [r.results[i] for i in (3, 4, 5)] == [uaddr(5), uaddr(0), uaddr(10)]
     assert the_arena(r).rt.intervals() == [(12, 16)]
+
+
+def test_R2_the_newest_free_range_wins_and_a_noop_free_keeps_its_place(session: Session) -> None:
+    # All 7 slots taken, then slots 1, 5 and 3 freed in that order: three one-page ranges,
+    # 3's inserted last. Freeing 1 again changes nothing (range_tree_set() returns early for
+    # a range inside one free node), so best fit takes 3, where lowest offset would take 1.
+    def free(pgoff: int) -> tuple[str, dict[str, Any]]:
+        return ("arena.free", {"pgoff": pgoff, "page_cnt": 1})
+
+    ops = [arena(max_entries=7), alloc(None, page_cnt=7), free(1), free(5), free(3), free(1), alloc(None)]
+    r = run(session, ops)
+    assert r.finding is None and r.results[6] == uaddr(3)
+    assert the_arena(r).rt.intervals() == [(1, 2), (5, 6)]
 
 
 def test_R2_explicit_address_needs_every_slot_free(session: Session) -> None:
@@ -263,6 +288,33 @@ def test_R3_install_failure_frees_the_mapped_prefix(session: Session, arch: str)
     assert a.nr_pages == 0
     assert [pages[pfn].freed for pfn in (0x1001, 0x1002, 0x1003)] == [True, True, True]
     assert not a.scratch.freed
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_R3_allocation_beyond_one_batch(session: Session, revision: str) -> None:
+    # verifier_arena_large's big_alloc3: 2051 pages are three batches of at most 1024
+    # (KMALLOC_MAX_CACHE_SIZE / sizeof(struct page *)), all mapped, within one op's budget.
+    ops = [
+        arena(max_entries=4096),
+        alloc(None, page_cnt=2051),
+        ("arena.free", {"pgoff": 0, "page_cnt": 1025}),
+    ]
+    r = run(session, ops, revision=revision)
+    a = the_arena(r)
+    assert r.finding is None and r.results[1] == uaddr(0)
+    assert a.nr_pages == 2051 - 1025 and a.rt.intervals() == [(0, 1025), (2051, 4096)]
+
+
+def test_R3_a_failed_second_batch_rolls_back_the_first(session: Session) -> None:
+    # The first batch of 1024 is allocated and mapped before the second is allocated; its
+    # failure (alloc_page #1026, after the scratch page and the first batch) frees the
+    # mapped prefix and gives the whole range back.
+    ops = [arena(max_entries=2048), alloc(None, page_cnt=1100)]
+    r = run(session, ops, inject=[("alloc_page", 1026)])
+    a = the_arena(r)
+    assert r.finding is None and r.injected == [("alloc_page", 1026)]
+    assert r.results[1] == 0 and a.nr_pages == 0 and a.rt.intervals() == [(0, 2048)]
+    assert r.machine.ptes == {} and sum(not p.freed for p in r.machine.pages.values()) == 1
 
 
 # -- R4: allocating over a SCRATCH slot, per revision ----------------------------------------------
@@ -478,6 +530,23 @@ def test_R20_nr_pages_counts_real_pages_only(session: Session, arch: str, revisi
             1 for raw in r.machine.ptes.values() if (p := r.machine.page_of(raw)) is not None and not p.shared
         )
         assert real == want
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_R20_mem_usage_reads_the_real_pages(session: Session, arch: str) -> None:
+    ops = [
+        arena(),
+        ("arena.mem_usage", {}),
+        scratch_slot(0),
+        ("arena.mem_usage", {}),
+        alloc(2, page_cnt=3),
+        ("arena.mem_usage", {}),
+        ("arena.free", {"pgoff": 3}),
+        ("arena.mem_usage", {}),
+    ]
+    r = run(session, ops, arch=arch)
+    assert r.finding is None
+    assert [r.results[i] for i in (1, 3, 5, 7)] == [0, 0, 3 * PAGE_SIZE, 2 * PAGE_SIZE]
 
 
 @pytest.mark.parametrize("arch", ARCHES)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fuzzkit_arena.arena import Arena
-from helpers import ARCHES, REVISIONS, arena, program, run, slot_state
+from helpers import ARCHES, REVISIONS, arena, drive, program, run, slot_state
 
 from fuzzkit import RunResult
 from fuzzkit.explore import explore
@@ -37,28 +37,54 @@ def scratch_slot(pgoff: int, where: str = "slot", arena_index: int = 0) -> Op:
     return ("arena.kernel_access", {"arena": arena_index, "pgoff": pgoff, "where": where})
 
 
+#: Closing the map fd while user space still maps the arena.
+CLOSED_WHILE_MAPPED: list[Op] = [
+    arena(),
+    ("arena.mmap", {}),
+    alloc(3),
+    ("arena.user_access", {"pgoff": 3, "write": True, "value": 0x42}),
+    scratch_slot(5),
+    DESTROY,
+]
+
+
 @pytest.mark.parametrize("arch", ARCHES)
-def test_R19_refused_while_user_mappings_exist(session: Session, arch: str) -> None:
-    ops = [
-        arena(),
-        ("arena.mmap", {}),
-        alloc(3),
-        ("arena.user_access", {"pgoff": 3}),
-        scratch_slot(5),
-        DESTROY,
-    ]
+def test_R19_mapping_holds_a_reference(session: Session, arch: str) -> None:
+    # mmap()'s vm_file holds the map (kernel/bpf/syscall.c bpf_map_mmap()), so closing the
+    # fd frees nothing while the arena is mapped; user space keeps its memory.
+    ops = [*CLOSED_WHILE_MAPPED, ("arena.user_access", {"pgoff": 3, "write": False}), alloc(4)]
     r = run(session, ops, arch=arch)
     m, a = r.machine, the_arena(r)
     assert r.finding is None
     assert r.results[5] == "put"
-    # WARN and leak: nothing is torn down, not even the scratch page.
-    assert a.leaked and a.dying
+    assert a.dying and not a.destroyed and not a.leaked
     assert not any(p.freed for p in m.pages.values())
     assert slot_state(r, 0, 3) == "REAL" and slot_state(r, 0, 5) == "SCRATCH"
-    assert len(m.user_ptes) == 1
-    # The map is gone for new operations all the same.
-    gone = run(session, [*ops, alloc(4)], arch=arch)
-    assert gone.results[6] == "no-arena"
+    assert r.results[6] == 0x42, "the mapping still reaches the page"
+    assert r.results[7] == "no-arena", "no program can reach the closed map"
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_R19_the_last_munmap_destroys_the_closed_arena(session: Session, arch: str) -> None:
+    r = run(
+        session, [*CLOSED_WHILE_MAPPED, ("arena.munmap", {}), ("arena.user_access", {"pgoff": 3})], arch=arch
+    )
+    m, a = r.machine, the_arena(r)
+    assert r.finding is None
+    assert r.results[6] == 0 and a.destroyed and not a.leaked
+    # The real page and the scratch page, each freed once (I1, I2 watch the run).
+    assert sorted(m.pages) == [SCRATCH_PFN, 0x1001] and all(p.freed for p in m.pages.values())
+    assert m.ptes == {} and m.user_ptes == {}
+    assert r.results[7] == "no-arena"
+
+
+def test_R19_map_free_refuses_while_mapped(session: Session) -> None:
+    # The WARN-and-leak branch of arena_map_free(): unreachable through the ops (R19), so
+    # called directly on an arena whose fd is closed but which is still mapped.
+    r = run(session, CLOSED_WHILE_MAPPED)
+    m, a = r.machine, the_arena(r)
+    assert drive(m.k.arena_map_free(m, m.cpus[0], a)) == "refused"
+    assert a.leaked and not any(p.freed for p in m.pages.values())
 
 
 @pytest.mark.parametrize("revision", REVISIONS)

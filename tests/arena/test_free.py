@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fuzzkit_arena.arena import MMAP_BASE, Arena
+from fuzzkit_arena.arena import MAX_PAGES, MMAP_BASE, Arena
 from fuzzkit_arena.kernel import EBUSY, EINVAL
 from fuzzkit_arena.ops import FIXED_BASE
 from helpers import ARCHES, arena, program, run, slot_state, vpage_of
@@ -446,24 +446,53 @@ def test_R10_reserved_slots_are_not_allocated(session: Session) -> None:
     assert [slot_state(r, 0, p) for p in (0, 1, 2)] == ["EMPTY", "EMPTY", "REAL"]
 
 
+def test_R10_misaligned_reserve_returns_0_and_reserves_nothing(session: Session) -> None:
+    # arena.c arena_reserve_pages(): a misaligned address returns 0 before any check.
+    r = run(session, [arena(), ("arena.reserve", {"pgoff": 3, "page_cnt": 4, "addr": "misaligned"})])
+    a = r.machine.handles["arena"][0]
+    assert r.finding is None and r.results[1] == 0 and a.rt.intervals() == [(0, 16)]
+
+
+def test_R10_reserve_of_a_large_range(session: Session) -> None:
+    ops = [arena(max_entries=8192), ("arena.reserve", {"pgoff": 4096, "page_cnt": 4096})]
+    overlapping = ("arena.reserve", {"pgoff": 4095, "page_cnt": 4096})
+    past_the_end = ("arena.reserve", {"pgoff": 4097, "page_cnt": 4096})
+    r = run(session, [*ops, overlapping, past_the_end])
+    a = r.machine.handles["arena"][0]
+    assert r.finding is None and r.results[1] == 0
+    assert r.results[2] == EBUSY and r.results[3] == EINVAL
+    assert a.rt.intervals() == [(0, 4096)]
+
+
 def test_R10_reserve_lock_failure_is_ebusy(session: Session) -> None:
     r = run(session, [arena(), reserve(3, 1)], inject=[("arena_spin_lock", 1)])
     assert r.results[1] == EBUSY
     assert the_arena(r).rt.intervals() == [(0, 16)]
 
 
-def test_R6_free_below_user_vm_start_is_clamped_to_the_vma(session: Session) -> None:
-    # An mmap-placed arena's user_vm_start has non-zero low 32 bits, so a page offset that
-    # wraps those bits (pgoff 892416 here) lands below it. R6 clamps the range to the VMA:
-    # nothing past max_entries may become FREE, or best fit would hand it out (I12).
+def test_R6_free_starting_below_user_vm_start_keeps_slot_0_taken(session: Session) -> None:
+    # kernel/bpf/arena.c arena_free_pages() clamps only the end to the VMA. A 2-page free
+    # one page below user_vm_start (pgoff 2^20 - 1 wraps the low 32 bits there) computes
+    # pgoff 0xfffff: range_tree_set() marks offsets 0xfffff and 0x100000 FREE, not slot 0,
+    # while the PTE walk, by kernel address, clears slot 0 and frees its page.
+    below = MAX_PAGES - 1
     ops = [
-        ("arena.create", {"user_vm_start": "mmap"}),
-        ("arena.mmap", {"arena": 0}),
-        ("arena.free", {"arena": 0, "pgoff": 892416}),
-        ("arena.alloc", {"arena": 0}),
+        ("arena.create", {"max_entries": 2, "user_vm_start": "fixed_below_4g"}),
+        ("arena.alloc", {"addr": "fixed", "pgoff": 0}),
+        ("arena.free", {"pgoff": below, "page_cnt": 2}),
+        ("arena.alloc", {"addr": "fixed", "pgoff": 0}),
+        ("arena.alloc", {"addr": "any"}),
+        ("arena.alloc", {"addr": "any"}),
     ]
     r = run(session, ops)
-    assert r.finding is None
     a = r.machine.handles["arena"][0]
-    assert all(end <= a.max_entries for _, end in a.rt.intervals())
-    assert r.results[3] == a.user_vm_start
+    assert r.finding is None
+    assert a.user_vm_start & 0xFFFFFFFF == 0xFFFFE000
+    assert r.results[1] == a.user_vm_start and r.results[2] == "freed"
+    assert slot_state(r, 0, 0) == "EMPTY" and r.machine.pages[0x1001].freed
+    assert r.results[3] == 0, "slot 0 is still TAKEN: an explicit allocation of it fails"
+    # Best fit: slot 1 first (the smaller range), then the range past the arena, which maps
+    # a page one page below user_vm_start, as the kernel does.
+    assert r.results[4] == a.uaddr(1)
+    assert r.results[5] == a.user_vm_start - PAGE_SIZE
+    assert a.rt.intervals() == [(0x100000, 0x100001)]

@@ -244,7 +244,7 @@ def test_I5_quiet_bpf_access_to_empty_is_fixed_up(session: Session, arch: str) -
     assert r.finding is None and r.results[1] == "fixup" and r.machine.ptes == {}
 
 
-# -- I6: a kernel fault is recovered iff SPEC's conditions hold -------------------------------------
+# -- I6: a kernel fault is recovered iff the model's conditions hold -------------------------------
 
 
 def walk_finds_nothing(m: Machine, cpu: Cpu) -> BpfProg | None:
@@ -286,7 +286,7 @@ def test_I6_quiet_prefetch_per_arch(session: Session, arch: str, outcome: Any) -
     assert r.finding is None and r.results[1] == outcome
 
 
-@pytest.mark.parametrize("stack", ["none", "sub_only"])
+@pytest.mark.parametrize("stack", ["none", "main_no_arena"])
 def test_I6_quiet_on_arm64_spurious_retry_whose_pte_is_cleared_again(session: Session, stack: str) -> None:
     # cpu0's kfunc (no main program on the stack) faults; cpu1 allocates the slot, so arm64's
     # spurious check sees it translate and returns RETRY; cpu1 frees it again before cpu0's

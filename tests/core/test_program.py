@@ -100,8 +100,8 @@ def test_resolve_checks_against_loaded_plugins(session: Session) -> None:
     assert "ops[0].args.size: 'arena.alloc' has no such argument" in resolve_error(
         [{"op": "arena.alloc", "args": {"size": 1}}]
     )
-    assert "ops[0].args.page_cnt: 65 is outside [0, 64]" in resolve_error(
-        [{"op": "arena.alloc", "args": {"page_cnt": 65}}]
+    assert "ops[0].args.page_cnt: 4097 is outside [0, 4096]" in resolve_error(
+        [{"op": "arena.alloc", "args": {"page_cnt": 4097}}]
     )
     assert "ops[0].args.sleepable: expected one of [True, False], got 1" in resolve_error(
         [{"op": "arena.alloc", "args": {"sleepable": 1}}]

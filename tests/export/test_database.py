@@ -123,3 +123,23 @@ def test_workers_share_what_they_find_through_redis(redis_url: str) -> None:
     assert client.keys("hypothesis-example:*"), "the finding worker saved its example in Redis"
     # The second worker only replays the database's examples: it generates nothing itself.
     assert worker("replay", redis_url) == UNALLOCATABLE
+
+
+def test_fuzz_workers_on_two_machines_share_one_redis_database(redis_url: str, tmp_path: Path) -> None:
+    # Two `fuzzkit fuzz` campaigns with their own folders (as on two machines) and one
+    # --database: what the first found, the second replays first.
+    def campaign(folder: str, *args: str) -> str:
+        (tmp_path / folder).mkdir()
+        out = subprocess.run(
+            [sys.executable, "-m", "fuzzkit", "-p", "no:scx", "-p", "no:struct_ops", "fuzz",
+             "--engine", "hypothesis", "--revision", "merged", "--cpus", "1", "--jobs", "1",
+             "--database", redis_url, *args],
+            cwd=tmp_path / folder, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert out.returncode == 1, out.stdout + out.stderr
+        return out.stdout
+
+    assert UNALLOCATABLE in campaign("a", "--seed", "4", "--runs", "50")
+    assert f"found after 1 executions: {UNALLOCATABLE} [new bug]" in campaign(
+        "b", "--seed", "9", "--runs", "2"
+    )

@@ -58,7 +58,7 @@ def test_R27_padding_is_everything_outside_base_to_base_plus_nr_cids_on_the_64_c
 
 
 def test_R27_cmask_init_writes_header_and_zeroes_nr_words(session: Session) -> None:
-    ops = [*ARENA, ("arena.prog_access", {"arena": 0, "pgoff": 5, "word": 4, "write": True, "value": 0xFF})]
+    ops = [*ARENA, ("arena.prog_access", {"arena": 0, "pgoff": 5, "off": 32, "write": True, "value": 0xFF})]
     r = run(session, [*ops, ("scx.cmask_init", at(base=60, nr_cids=8))])
     assert r.finding is None
     # word 0: base | nr_cids << 32, word 1: alloc_words, then bits[0..NR_WORDS(8)).

@@ -34,8 +34,8 @@ def real() -> Session:
 @pytest.fixture(scope="module")
 def merged_finding(real: Session) -> Program:
     """The first finding of a seeded random search over 48-op programs on the merged revision
-    (no seed input): 48 ops on two CPUs, 7 switches and 2 injected failures."""
-    found = noisy_finding(real, "x86", "merged", n_ops=48, seed=1)
+    (no seed input): 48 ops on two CPUs, 15 switches and 3 injected failures."""
+    found = noisy_finding(real, "x86", "merged", n_ops=48, seed=2)
     assert signature(real, found).title == MERGED_TITLE  # type: ignore[union-attr]
     return found
 
