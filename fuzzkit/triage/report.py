@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from tabulate import tabulate
@@ -28,6 +27,7 @@ from fuzzkit import __version__
 from fuzzkit.machine.core import TraceStep
 from fuzzkit.program import Program
 from fuzzkit.runner import Session, format_result, trace_table
+from fuzzkit.triage.files import temp_dir, write_atomic
 from fuzzkit.triage.minimize import Minimized
 from fuzzkit.triage.probe import Replayer, Snapshot, snapshot
 from fuzzkit.triage.size import ProgramSize
@@ -266,7 +266,7 @@ def write_bundle(
         regression_test_name(bug.slug): render_test(bug, program, rel),
     }
     reports.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=reports, prefix=f".{bug.slug}."))
+    tmp = temp_dir(reports, f".{bug.slug}.")
     try:
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")
@@ -316,9 +316,5 @@ def write_index(store: BugStore) -> Path:
     text = "# fuzzkit bugs\n\nOne row per distinct bug; formats in reports/README.md.\n\n"
     text += render_index(store) + "\n"
     path = store.folder / "index.md"
-    store.folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store.folder, prefix=".index.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text)
     return path

@@ -2,7 +2,8 @@
 
 A finding belongs to a recorded bug when its title or one of its alternative titles equals
 the bug's title or one of the bug's alternative titles (see :mod:`fuzzkit.triage.signature`:
-races seen from either side, and a check at op completion seen at any op's completion).
+races seen from either side, and a check at op completion seen at any op's completion); a
+finding with a cause merges on its title alone (:attr:`Signature.keys`).
 Each record counts occurrences and keeps when the bug was first and last seen, how big the
 program that first showed it was, how far minimization got, and the bug's status:
 
@@ -21,14 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fuzzkit.triage.errors import TriageError
+from fuzzkit.triage.files import write_atomic
 from fuzzkit.triage.signature import Signature
 
 KIND = "bugs"
@@ -202,25 +202,16 @@ class BugStore:
 
     def save(self) -> None:
         doc = {"fuzzkit": KIND, "schema": SCHEMA, "bugs": [b.to_json() for b in self.bugs]}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".bugs.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps(doc, indent=2) + "\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomic(self.path, json.dumps(doc, indent=2) + "\n")
 
     def find(self, sig: Signature) -> Bug | None:
         """The bug ``sig`` belongs to: same title first, else a shared alternative title."""
         for bug in self.bugs:
             if bug.title == sig.title:
                 return bug
-        titles = sig.titles
+        keys = sig.keys
         for bug in self.bugs:
-            if bug.titles & titles:
+            if bug.titles & keys:
                 return bug
         return None
 

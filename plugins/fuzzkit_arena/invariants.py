@@ -219,8 +219,17 @@ def i9_no_scratch_after_alloc(m: Machine, cpu: Cpu, vpage: int, page: Page, writ
         and not current.shared
         and scratch_owner(m, page) is not None
     ):
+        # Found after the fact: the translation this CPU cached is stale. The PTE write that
+        # replaced the page it caches made it so, and is the cause the title keys on; the op
+        # that tripped over it only goes into the detail (and an alternative title).
+        cached = m.tlb_cause(cpu, vpage)
+        filled = f", cached at step {cached.step} by {cached.op}" if cached is not None else ""
+        op = cpu.call.spec.id if cpu.call is not None else "-"
         raise Violation(
-            "I9", f"{how} {'write' if write else 'read'} of an allocated slot reached the scratch page"
+            "I9",
+            "allocated slot reached the scratch page",
+            f"{how} {'write' if write else 'read'} in {op} (cpu{cpu.id}) through a stale translation{filled}",
+            m.pte_cause(vpage),
         )
 
 

@@ -248,7 +248,7 @@ CASES: dict[str, Case] = {
         "arm64",
         "fixed",
         inv.SCRATCH_THEN_ALLOC,
-        "I10 valid PTE installed while cpu0's TLB still holds the old entry in arena.alloc at "
+        "I10 valid PTE installed while a TLB still holds the old entry in arena.alloc at "
         "apply_range_set_cb (arm64, fixed)",
         (3, 1, 0, 0),
         [CREATE, KACCESS, ALLOC],
