@@ -154,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
 
     p = sub.add_parser(
+        "known",
+        parents=[common],
+        help="mark a recorded bug known (counted, never reported as new), list or unmark them",
+        description="Known bugs are listed in DIR/known.json, a small file to review and commit "
+        "with the reports: findings of the model you accept, or kernel bugs with a fix on its "
+        "way. Campaigns still count them, but do not report them as new nor minimize them.",
+    )
+    p.add_argument("action", choices=("add", "list", "remove"))
+    p.add_argument("bug", nargs="?", metavar="BUG", help="a bug's slug, its bundle folder, or its title")
+    p.add_argument("--note", default="", help="why it is known (add)")
+    p.add_argument("--reports", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
+
+    p = sub.add_parser(
         "run",
         parents=[common],
         help="the default job: replay every bundled example program and summarise",
@@ -363,6 +376,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def cmd_known(args: argparse.Namespace) -> int:
+    from fuzzkit.triage import timestamp
+    from fuzzkit.triage.known import load_known, mark_known, unmark_known
+
+    if args.action == "list":
+        known = load_known(args.reports)
+        for k in known:
+            print(k.title + (f"  ({k.note})" if k.note else ""))
+        print(f"{len(known)} known bug(s) in {args.reports / 'known.json'}")
+        return EXIT_CLEAN
+    if not args.bug:
+        raise FuzzkitError(f"known {args.action}: BUG is missing (a slug, a bundle folder or a title)")
+    if args.action == "add":
+        entry = mark_known(args.reports, args.bug, args.note, timestamp())
+        print(f"known: {entry.title}")
+    else:
+        entry = unmark_known(args.reports, args.bug)
+        print(f"no longer known: {entry.title}")
+    print(f"written: {args.reports / 'known.json'}")
+    return EXIT_CLEAN
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     files = sorted(args.dir.glob("*.json"))
     if not files:
@@ -475,6 +510,7 @@ COMMANDS = {
     "fuzz": cmd_fuzz,
     "minimize": cmd_minimize,
     "report": cmd_report,
+    "known": cmd_known,
     "run": cmd_run,
     "bench": cmd_bench,
 }
