@@ -131,7 +131,8 @@ def _new_bug(session: Session, sig: Signature, program: Program) -> Bug:
         title=sig.title,
         slug=slug(sig.title),
         spec_id=f.spec_id,
-        op=f.op,
+        # Where the state broke: the op of the cause's write, with the primitive that made it.
+        op=f.cause.op if f.cause is not None else f.op,
         primitive=sig.primitive,
         arch=f.arch,
         revision=f.revision,
