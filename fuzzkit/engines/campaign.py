@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from fuzzkit.machine.core import Call, Finding
 from fuzzkit.program import Program
 from fuzzkit.registry import Kernel
 from fuzzkit.runner import Session
+from fuzzkit.triage.files import temp_file
 
 STAMP = "fuzzkit-corpus.json"
 
@@ -136,7 +136,7 @@ class FindingSink:
         if path.exists():
             return None
         program.description = f"{finding.title} (cpu{finding.cpu}, step {finding.step})"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".finding-", suffix=".tmp")
+        fd, tmp = temp_file(self.folder, ".finding-")  # the umask's mode, not mkstemp's 0600
         with os.fdopen(fd, "w") as f:
             f.write(program.dumps())
         try:
