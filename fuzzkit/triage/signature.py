@@ -39,7 +39,7 @@ finding came from such a check is read off the run (:func:`at_completion`), with
 from the core.
 
 A check that detects a broken state *after the fact* (an access through a stale TLB entry:
-I9, or I2 on a freed page) names the write that created the state (a
+I9, or I2 on a freed page; a page unmapped and never freed, I8) names the write that created the state (a
 :class:`~fuzzkit.machine.core.Cause`), and then the title keys on the cause, the kernel
 function that made that write (attributed by :mod:`fuzzkit.triage.probe`)::
 

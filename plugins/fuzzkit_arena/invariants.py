@@ -105,22 +105,23 @@ def i8_installer_overwrite(m: Machine, cpu: Cpu, vpage: int, old: int, new: int)
 
 
 def i8_track_orphans(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
-    """Pages whose last kernel mapping went away; freeing them takes them off the list."""
+    """Pages whose last kernel mapping went away, with the write that took it (the cause a
+    leak is titled after); freeing them takes them off the list."""
     gone = m.page_of(old)
     if gone is not None and not gone.shared and gone.kmaps == 0:
         orphans = m.state.get(ORPHANS)
         if orphans is None:
-            orphans = m.state[ORPHANS] = set()
-        orphans.add(gone)
+            orphans = m.state[ORPHANS] = {}
+        orphans[gone] = m.pte_cause(vpage)
     came = m.page_of(new)
     if came is not None and (orphans := m.state.get(ORPHANS)) is not None:
-        orphans.discard(came)
+        orphans.pop(came, None)
 
 
 def i8_forget_freed(m: Machine, cpu: Cpu, page: Page) -> None:
     orphans = m.state.get(ORPHANS)
     if orphans is not None:
-        orphans.discard(page)
+        orphans.pop(page, None)
 
 
 def i8_no_leak(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
@@ -128,8 +129,13 @@ def i8_no_leak(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
     if orphans and quiescent(m, cpu):
         leaked = min(orphans, key=lambda p: p.pfn)
         if not leaked.freed and not leaked.umaps:
+            # Found after the fact, at some op's completion: the write that unmapped the
+            # page without freeing it is the cause.
             raise Violation(
-                "I8", "page leaked: unmapped but never freed", f"{leaked.owner} pfn {leaked.pfn:#x}"
+                "I8",
+                "page leaked: unmapped but never freed",
+                f"{leaked.owner} pfn {leaked.pfn:#x}",
+                orphans[leaked],
             )
 
 
