@@ -30,6 +30,7 @@ from fuzzkit.machine.arch import (
 from fuzzkit.machine.choices import ChoiceSource, RandomChoices, Replay
 from fuzzkit.machine.core import (
     Call,
+    Cause,
     Cpu,
     Finding,
     Frame,
@@ -58,6 +59,7 @@ __all__ = [
     "REVISIONS",
     "Arch",
     "Call",
+    "Cause",
     "Choice",
     "ChoiceSource",
     "ConfigError",

@@ -273,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
 
     p = sub.add_parser(
+        "known",
+        parents=[common],
+        help="mark a recorded bug known (counted, never reported as new), list or unmark them",
+        description="Known bugs are listed in DIR/known.json, a small file to review and commit "
+        "with the reports: findings of the model you accept, or kernel bugs with a fix on its "
+        "way. Campaigns still count them, but do not report them as new nor minimize them.",
+    )
+    p.add_argument("action", choices=("add", "list", "remove"))
+    p.add_argument("bug", nargs="?", metavar="BUG", help="a bug's slug, its bundle folder, or its title")
+    p.add_argument("--note", default="", help="why it is known (add)")
+    p.add_argument("--reports", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
+
+    p = sub.add_parser(
         "run",
         parents=[common],
         help="the default job: replay every bundled example program and summarise",
@@ -457,11 +470,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     store = BugStore.load(args.reports)
     new = {f["slug"] for f in result.findings if f.get("new")}
+    known = {f["slug"] for f in result.findings if f.get("known")}
     rows = []
     for slug_ in dict.fromkeys(f["slug"] for f in result.findings if f.get("slug")):
         bug = store.by_slug(slug_)
         if bug is not None:
-            rows.append([bug.title, "new" if slug_ in new else "known", bug.count, args.reports / slug_])
+            status = "new" if slug_ in new else "known.json" if slug_ in known else "seen before"
+            rows.append([bug.title, status, bug.count, args.reports / slug_])
     print(tabulate(rows, headers=["bug", "", "seen", "report"], tablefmt="simple"))
     print(f"\nindex: {args.reports / 'index.md'}; regression tests: pytest {args.reports}/*/test_*.py")
     if result.triaged is None:
@@ -484,7 +499,7 @@ class Console:
             self.started[who] = self.last[who] = event["time"]
             print(f"   {who}: started (pid {event['pid']}, seed {event['seed']})", flush=True)
         elif kind == "finding":
-            status = "new bug" if event.get("new") else "known bug"
+            status = "new bug" if event.get("new") else "known.json" if event.get("known") else "seen before"
             print(
                 f"   {who}: found after {event['execs']:,} executions: {event['title']} [{status}]",
                 flush=True,
@@ -620,6 +635,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_FOUND if any(b.status == "still reproduces" for b in store.bugs) else EXIT_CLEAN
 
 
+def cmd_known(args: argparse.Namespace) -> int:
+    from fuzzkit.triage import timestamp
+    from fuzzkit.triage.known import load_known, mark_known, unmark_known
+
+    if args.action == "list":
+        known = load_known(args.reports)
+        for k in known:
+            print(k.title + (f"  ({k.note})" if k.note else ""))
+        print(f"{len(known)} known bug(s) in {args.reports / 'known.json'}")
+        return EXIT_CLEAN
+    if not args.bug:
+        raise FuzzkitError(f"known {args.action}: BUG is missing (a slug, a bundle folder or a title)")
+    if args.action == "add":
+        entry = mark_known(args.reports, args.bug, args.note, timestamp())
+        print(f"known: {entry.title}")
+    else:
+        entry = unmark_known(args.reports, args.bug)
+        print(f"no longer known: {entry.title}")
+    print(f"written: {args.reports / 'known.json'}")
+    return EXIT_CLEAN
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     files = sorted(args.dir.glob("*.json"))
     if not files:
@@ -734,6 +771,7 @@ COMMANDS = {
     "import": cmd_import,
     "minimize": cmd_minimize,
     "report": cmd_report,
+    "known": cmd_known,
     "run": cmd_run,
     "bench": cmd_bench,
 }

@@ -13,7 +13,8 @@ seconds) and fields by kind:
   ``features`` (libFuzzer's ``cov``/``ft``) and ``corpus``;
 * ``coverage``: as ``stats``, when the engine kept an input for new coverage;
 * ``finding``: ``title`` (the finding's), ``bug`` and ``slug`` (the bug it was recorded as),
-  ``new`` (the store did not know the bug), ``execs``, ``file``;
+  ``new`` (neither the store nor ``known.json`` knew the bug), ``known`` (``known.json``
+  lists it), ``execs``, ``file``;
 * ``seen``: ``slug``, one more occurrence of a bug this worker already recorded;
 * ``plugin_failure``: ``message``, ``plugin``, ``file`` (the program that triggers it);
 * ``stopped``: ``returncode``, ``reason``, ``occurrences`` (findings by bug slug).

@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fuzzkit.domains import Handle
 from fuzzkit.errors import ConfigError
+from fuzzkit.files import temp_file
 from fuzzkit.machine.core import Call
 from fuzzkit.program import Program
 from fuzzkit.registry import Kernel
@@ -119,7 +119,7 @@ def save_program(folder: Path, name: str, program: Program) -> Path:
     path = folder / name
     if path.exists():
         return path
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".finding-", suffix=".tmp")
+    fd, tmp = temp_file(folder, ".finding-")  # the umask's mode, not mkstemp's 0600
     try:
         with os.fdopen(fd, "w") as f:
             f.write(program.dumps())

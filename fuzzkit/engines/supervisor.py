@@ -108,9 +108,11 @@ class CampaignResult:
 
     @property
     def exit_code(self) -> int:
+        """Known bugs (``known.json``) are counted, not found: a campaign that met only
+        those exits 0."""
         if self.plugin_failures or self.engine_failures:
             return EXIT_FAILURE
-        return EXIT_FOUND if self.findings else EXIT_CLEAN
+        return EXIT_FOUND if any(not f.get("known") for f in self.findings) else EXIT_CLEAN
 
 
 def plan(

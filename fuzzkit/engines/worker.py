@@ -132,6 +132,7 @@ class Recorder:
             bug=done.bug.title if done else None,
             slug=done.bug.slug if done else None,
             new=bool(done and done.new),
+            known=bool(done and done.known),
             execs=execs,
             file=str(path),
         )

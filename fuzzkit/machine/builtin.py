@@ -108,15 +108,21 @@ def fuzzkit_register_injection_points(register: Any) -> None:
 # -- memory-safety oracles (I2) -----------------------------------------------------------------
 
 
+def _kind(page: Page) -> str:
+    """What a title may say about a page: whether it is shared (R13), never whose it is."""
+    return "shared page" if page.shared else "page"
+
+
 def _check_free(m: Machine, cpu: Cpu, page: Page) -> None:
+    owner = f"{page.owner} pfn {page.pfn:#x}"
     if page.freed:
-        raise Violation("I2", f"double free of {page.owner} page")
+        raise Violation("I2", f"double free of a {_kind(page)}", owner)
     if page.kmaps:
-        raise Violation("I2", f"{page.owner} page freed while a kernel PTE maps it")
+        raise Violation("I2", f"{_kind(page)} freed while a kernel PTE maps it", owner)
     if page.umaps:
-        raise Violation("I2", f"{page.owner} page freed while user-mapped")
+        raise Violation("I2", f"{_kind(page)} freed while user-mapped", owner)
     if page.tlb_refs:
-        raise Violation("I2", f"{page.owner} page freed while a TLB entry maps it")
+        raise Violation("I2", f"{_kind(page)} freed while a TLB entry maps it", owner)
 
 
 def _check_map(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
@@ -124,16 +130,24 @@ def _check_map(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
     if page is None:
         return
     if page.freed:
-        raise Violation("I2", f"PTE installed to a freed {page.owner} page")
+        raise Violation("I2", f"PTE installed to a freed {_kind(page)}", f"{page.owner} pfn {page.pfn:#x}")
     if page.kmaps > 1 and not page.shared:
-        raise Violation("I2", f"{page.owner} page backs two slots")
+        raise Violation("I2", "page backs two slots", f"{page.owner} pfn {page.pfn:#x}")
 
 
 def _check_access(m: Machine, cpu: Cpu, vpage: int, page: Page, write: bool, how: str) -> None:
     if page.freed:
+        # Found after the fact: the PTE write that took the page away left the translation
+        # stale, so that write is the cause; the walk that cached it when none is recorded.
+        cause = m.pte_cause(vpage)
+        if cause is None or m.page_of(m.ptes.get(vpage, 0)) is page:
+            cause = m.tlb_cause(cpu, vpage)
+        op = cpu.call.spec.id if cpu.call is not None else "-"
         raise Violation(
             "I2",
-            f"{how} {'write' if write else 'read'} of freed {page.owner} page through a stale translation",
+            f"access to a freed {_kind(page)} through a stale translation",
+            f"{how} {'write' if write else 'read'} of {page.owner} pfn {page.pfn:#x} in {op} (cpu{cpu.id})",
+            cause,
         )
 
 

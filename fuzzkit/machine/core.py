@@ -17,6 +17,9 @@ Some facts the model rests on:
 * Pages carry reference counts the oracles read (PTEs, user mappings, TLB entries), kept
   inline here because every access needs them; the checks themselves are registered
   invariants observing events (DESIGN principle 6).
+* Every PTE and TLB entry remembers the step and call that wrote it (:class:`Cause`), so a
+  check that finds a broken state after the fact (an access through a stale translation)
+  names the step that broke it rather than the op that happened to trip over it.
 """
 
 from __future__ import annotations
@@ -48,18 +51,46 @@ Steps = Generator[str, None, Any]
 PTRS_PER_PTE = 512
 
 
+@dataclass(frozen=True)
+class Cause:
+    """The step that created a state a check later found broken: ``what`` it wrote ("pte"
+    for a kernel PTE, "tlb" for a cached translation) at kernel virtual page ``vpage``, in
+    call ``call`` (op ``op``) on ``cpu``."""
+
+    what: str
+    step: int
+    cpu: int
+    call: int
+    op: str
+    vpage: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "step": self.step,
+            "cpu": self.cpu,
+            "call": self.call,
+            "op": self.op,
+            "addr": self.vpage << PAGE_SHIFT,
+        }
+
+
 class Violation(Exception):
     """Raised by an invariant check (or by the machine) when a SPEC invariant is broken.
     The run stops at the first one and turns it into a :class:`Finding`.
 
     ``message`` goes into the finding's title, which is the dedup key, so it names the kind
-    of breakage only; specifics (page counts, offsets, pfns) go into ``detail``."""
+    of breakage only; specifics (page counts, offsets, pfns, owners, CPUs) go into
+    ``detail``. A check that detects a broken state after the fact passes the ``cause`` that
+    created it (:meth:`Machine.pte_cause`, :meth:`Machine.tlb_cause`): the title then keys on
+    the cause, not on the op that tripped over the state."""
 
-    def __init__(self, spec_id: str, message: str, detail: str = "") -> None:
+    def __init__(self, spec_id: str, message: str, detail: str = "", cause: Cause | None = None) -> None:
         super().__init__(f"{spec_id} {message}" + (f" ({detail})" if detail else ""))
         self.spec_id = spec_id
         self.message = message
         self.detail = detail
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -78,9 +109,19 @@ class Finding:
     replaced: tuple[tuple[str, str], ...] = ()
     #: Specifics of this occurrence, kept out of the title.
     detail: str = ""
+    #: The step that created the broken state, for a check that detects it after the fact.
+    cause: Cause | None = None
 
     @property
     def title(self) -> str:
+        """The dedup key: named after the op that created the broken state when the check
+        knows it, else after the op the check fired in."""
+        op = self.cause.op if self.cause is not None else self.op
+        return f"{self.spec_id} {self.message} in {op} ({self.arch}, {self.revision})"
+
+    @property
+    def seen_title(self) -> str:
+        """The title after the op the check fired in (the op that tripped over the state)."""
         return f"{self.spec_id} {self.message} in {self.op} ({self.arch}, {self.revision})"
 
     def to_json(self) -> dict[str, Any]:
@@ -96,6 +137,7 @@ class Finding:
             "revision": self.revision,
             "replaced": [{"primitive": n, "plugin": p} for n, p in self.replaced],
             "detail": self.detail,
+            "cause": self.cause.to_json() if self.cause is not None else None,
         }
 
 
@@ -173,6 +215,8 @@ class Cpu:
     injected_at_start: int = 0
     #: Cached translations: kernel virtual page -> page.
     tlb: dict[int, Page] = field(default_factory=dict)
+    #: When each cached translation was filled: kernel virtual page -> (step, call).
+    tlb_filled: dict[int, tuple[int, Call | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -230,6 +274,8 @@ class Machine:
         self._next_pfn = 0x1000
         #: Kernel page table: virtual page number -> raw PTE; absent is 0.
         self.ptes: dict[int, int] = {}
+        #: The last write of each PTE ever written: virtual page number -> (step, cpu, call).
+        self.pte_written: dict[int, tuple[int, int, Call | None]] = {}
         #: Populated page-table leaves as ``[lo, hi)`` ranges of ``vpage // PTRS_PER_PTE``.
         self.tables: list[tuple[int, int]] = []
         #: User page table: user virtual page number -> page.
@@ -327,7 +373,7 @@ class Machine:
         """Store ``new`` into the PTE of ``vpage`` and return the old value. Every change of
         the kernel page table goes through here (the atomics are built on it)."""
         if cpu.fault is not None and not self.has_table(vpage):
-            raise Violation("I14", f"page-table allocation in fault context at {vpage << PAGE_SHIFT:#x}")
+            raise Violation("I14", "page-table allocation in fault context", f"at {vpage << PAGE_SHIFT:#x}")
         ptes = self.ptes
         old = ptes.get(vpage, 0)
         if new:
@@ -338,6 +384,7 @@ class Machine:
             self.pages[(old & self._pfn_mask) >> PAGE_SHIFT].kmaps -= 1
         if new & self._valid:
             self.pages[(new & self._pfn_mask) >> PAGE_SHIFT].kmaps += 1
+        self.pte_written[vpage] = (self.step, cpu.id, cpu.call)
         for check in self._on_pte_set:
             check(self, cpu, vpage, old, new)
         if self._notes is not None:
@@ -381,8 +428,27 @@ class Machine:
             if pte & self._valid:
                 page = self.pages[(pte & self._pfn_mask) >> PAGE_SHIFT]
                 cpu.tlb[vpage] = page
+                cpu.tlb_filled[vpage] = (self.step, cpu.call)
                 page.tlb_refs += 1
         return page
+
+    # -- causes --------------------------------------------------------------------------
+
+    def pte_cause(self, vpage: int) -> Cause | None:
+        """The last write of the PTE of ``vpage``, or None when it was never written."""
+        written = self.pte_written.get(vpage)
+        if written is None:
+            return None
+        step, cpu, call = written
+        return _cause("pte", step, cpu, call, vpage)
+
+    def tlb_cause(self, cpu: Cpu, vpage: int) -> Cause | None:
+        """The walk that filled ``cpu``'s cached translation of ``vpage``, or None."""
+        filled = cpu.tlb_filled.get(vpage)
+        if filled is None or vpage not in cpu.tlb:
+            return None
+        step, call = filled
+        return _cause("tlb", step, cpu.id, call, vpage)
 
     def touch(self, cpu: Cpu, page: Page, vpage: int, addr: int, write: bool, value: int, how: str) -> int:
         """Read or write one word of ``page``; returns the value read (or written)."""
@@ -420,6 +486,7 @@ class Machine:
                 pte = self.ptes.get(vpage, 0)
                 if pte & self._valid:
                     page = tlb[vpage] = self.pages[(pte & self._pfn_mask) >> PAGE_SHIFT]
+                    cpu.tlb_filled[vpage] = (self.step, cpu.call)
                     page.tlb_refs += 1
             if page is not None:
                 for check in self._on_access:
@@ -578,4 +645,9 @@ class Machine:
             revision=self.revision,
             replaced=self.kernel.replaced,
             detail=v.detail,
+            cause=v.cause,
         )
+
+
+def _cause(what: str, step: int, cpu: int, call: Call | None, vpage: int) -> Cause:
+    return Cause(what, step, cpu, call.index if call else -1, call.spec.id if call else "-", vpage)

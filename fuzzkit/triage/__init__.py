@@ -8,8 +8,10 @@ Layout, in the order a finding flows through it:
 * ``store``: the dedup store, ``<reports>/bugs.json``;
 * ``minimize``: the minimizer, bounded by a replay budget (its search in ``shrink``, the
   choices it carries through edits in ``anchors``, program sizes in ``size``);
+* ``known``: known bugs, ``<reports>/known.json`` (counted, never reported as new);
 * ``report``: report bundles (``report.md``, ``repro.json``, a pytest regression test) and
-  ``index.md``;
+  ``index.md``; ``explain`` renders ``report.md``, in the plain-text ``layout`` of at most 100
+  columns; ``files`` writes atomically with the user's umask;
 * ``pipeline``: what engines and the command line call;
 * ``bench``: the minimizer's benchmark figure.
 
@@ -18,6 +20,7 @@ Formats are documented in ``reports/README.md``.
 
 from fuzzkit.triage.bench import MinimizeFigure, minimize_figure
 from fuzzkit.triage.errors import TriageError
+from fuzzkit.triage.known import Known, load_known, mark_known, unmark_known
 from fuzzkit.triage.minimize import DEFAULT_BUDGET, Minimized, minimize
 from fuzzkit.triage.pipeline import (
     Triaged,
@@ -55,6 +58,7 @@ __all__ = [
     "STATUSES",
     "Bug",
     "BugStore",
+    "Known",
     "MinimizeFigure",
     "Minimized",
     "PassStats",
@@ -69,6 +73,8 @@ __all__ = [
     "Triaged",
     "at_completion",
     "completion_title",
+    "load_known",
+    "mark_known",
     "minimize",
     "minimize_figure",
     "minimize_file",
@@ -87,6 +93,7 @@ __all__ = [
     "timestamp",
     "title",
     "triage",
+    "unmark_known",
     "write_bundle",
     "write_index",
 ]

@@ -2,8 +2,10 @@
 
 It works on any program (either engine's, or one written by hand): only the op table's
 argument domains and the recorded choices are used, never knowledge of a subsystem. A
-candidate is kept only when its replay gives the same title (see
-:mod:`fuzzkit.triage.signature`) and it is strictly smaller (:class:`ProgramSize`): fewer ops,
+candidate is kept only when its replay gives the same title and, for a finding with a cause,
+the same kind of cause write (:attr:`~fuzzkit.triage.signature.Signature.key`: the title
+then names the primitive that broke the state, so a smaller program breaks the same state in
+the same primitive) and it is strictly smaller (:class:`ProgramSize`): fewer ops,
 then fewer CPUs, fewer schedule switches (preemptions), fewer injected failures, then simpler
 ops and arguments (index 0 of a domain is its default and smaller indexes are simpler,
 DESIGN principle 1). A kept candidate is re-recorded from its own replay, so switches and
@@ -107,14 +109,14 @@ def minimize(
         missing = _missing_plugins(session, program)
         hint = f"; it was recorded with plugin(s) not loaded now: {', '.join(missing)}" if missing else ""
         raise TriageError(f"{source}: replay gives {got}, not {wanted}{hint}")
-    shrinker = Shrinker(session, replayer, first.title, budget, window)
+    shrinker = Shrinker(session, replayer, first.key, budget, window)
     original_size = shrinker.size(program)
     shrinker.adopt(program)
     shrinker.adopt(shrinker.canonical(program, shrinker.best_run))  # type: ignore[arg-type]
     complete = shrinker.run()
     best_run = shrinker.best_run
     sig = signature_of(best_run) if best_run is not None else None
-    assert sig is not None and sig.title == first.title, "the best always reproduces"
+    assert sig is not None and sig.key == first.key, "the best always reproduces"
     return Minimized(
         program=shrinker.best,
         signature=sig,

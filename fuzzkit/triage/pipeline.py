@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from fuzzkit.errors import FuzzkitError
+from fuzzkit.files import temp_file
 from fuzzkit.program import Program, load
 from fuzzkit.runner import Session
 from fuzzkit.triage.errors import TriageError
+from fuzzkit.triage.known import is_known, known_titles, load_known
 from fuzzkit.triage.minimize import DEFAULT_BUDGET, Minimized, minimize
 from fuzzkit.triage.report import write_bundle, write_index
 from fuzzkit.triage.signature import Signature, signature, slug
@@ -38,13 +39,15 @@ class Triaged:
     """What triage did with one bug of a batch."""
 
     bug: Bug
-    #: True when the bug was not in the store before this batch.
+    #: True when the bug was not in the store before this batch and is not a known bug.
     new: bool
     #: Occurrences of the bug in this batch.
     occurrences: int = 0
     #: The bundle folder written in this batch (None: it existed already, or was not written).
     bundle: Path | None = None
     minimized: Minimized | None = None
+    #: True when ``known.json`` lists the bug (:mod:`fuzzkit.triage.known`): counted, never new.
+    known: bool = False
 
 
 @dataclass
@@ -52,6 +55,16 @@ class TriageResult:
     bugs: list[Triaged] = field(default_factory=list)
     #: Sources of programs whose replay gave no finding (an engine/replay disagreement).
     unreproduced: list[str] = field(default_factory=list)
+
+    @property
+    def new(self) -> list[Triaged]:
+        """Bugs seen for the first time in this batch, known bugs left out."""
+        return [t for t in self.bugs if t.new]
+
+    @property
+    def known(self) -> list[Triaged]:
+        """Known bugs seen in this batch."""
+        return [t for t in self.bugs if t.known]
 
 
 def triage(
@@ -65,11 +78,14 @@ def triage(
     """Dedup, minimize and report ``programs`` (optionally ``(source, program)`` pairs, the
     source naming a file in messages) into the reports folder ``reports``.
 
-    Every program is replayed once to sign it. A known bug only has its count and last-seen
-    time updated; a new bug is minimized within ``budget`` replays and gets a bundle. Writes
-    ``bugs.json`` and ``index.md``; never touches an existing bundle."""
+    Every program is replayed once to sign it. A bug already recorded only has its count and
+    last-seen time updated; a new bug is minimized within ``budget`` replays and gets a
+    bundle. A bug ``known.json`` lists is counted and never new: it is recorded, but neither
+    minimized nor given a bundle. Writes ``bugs.json`` and ``index.md``; never touches an
+    existing bundle."""
     reports = Path(reports)
     now = now or timestamp()
+    known = known_titles(load_known(reports))
     out = TriageResult()
     by_title: dict[str, Triaged] = {}
     signed = []
@@ -90,10 +106,11 @@ def triage(
             if bug is None:
                 bug = _new_bug(session, sig, program)
                 store.bugs.append(bug)
-                entry = by_title[bug.title] = Triaged(bug, new=True)
+                listed = is_known(bug.titles, known)
+                entry = by_title[bug.title] = Triaged(bug, new=not listed, known=listed)
                 out.bugs.append(entry)
             elif bug.title not in by_title:
-                entry = by_title[bug.title] = Triaged(bug, new=False)
+                entry = by_title[bug.title] = Triaged(bug, new=False, known=is_known(bug.titles, known))
                 out.bugs.append(entry)
             else:
                 entry = by_title[bug.title]
@@ -101,7 +118,7 @@ def triage(
             entry.occurrences += 1
             # A bundle shows the bug under its own title; an occurrence merged through an
             # alternative title cannot stand for it.
-            if sig.title == bug.title and not (reports / bug.slug).exists():
+            if sig.title == bug.title and not entry.known and not (reports / bug.slug).exists():
                 _bundle(session, reports, entry, program, budget)
         write_index(store)
     return out
@@ -112,8 +129,10 @@ class Recorded:
     """What :func:`record` did with one finding program."""
 
     bug: Bug
-    #: True when the program showed a bug the store did not have.
+    #: True when the program showed a bug the store did not have and known.json does not list.
     new: bool
+    #: True when known.json lists the bug: counted, never new, never bundled.
+    known: bool = False
 
 
 FINDINGS = "findings"
@@ -126,7 +145,7 @@ def check_reports(reports: Path) -> None:
         raise TriageError(f"{reports}: --reports names a file, not a folder")
     try:
         reports.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=reports, prefix=".probe-")
+        fd, probe = temp_file(reports, ".probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -151,9 +170,10 @@ def record(
     if sig is None:
         return None
     rel = os.path.relpath(path, reports)
+    known = known_titles(load_known(reports))
     with BugStore.update(reports) as store:
         bug = store.find(sig)
-        new = bug is None
+        absent = bug is None
         if bug is None:
             bug = _new_bug(session, sig, program)
             store.bugs.append(bug)
@@ -161,7 +181,8 @@ def record(
             bug.programs.append(rel)
         store.seen(bug, sig, now or timestamp())
         write_index(store)
-    return Recorded(bug, new)
+    listed = is_known(bug.titles, known)
+    return Recorded(bug, new=absent and not listed, known=listed)
 
 
 def add_counts(reports: str | Path, counts: dict[str, int], *, now: str | None = None) -> None:
@@ -203,9 +224,10 @@ def bundle_pending(session: Session, reports: str | Path, *, budget: int = DEFAU
     """Minimize and bundle every recorded bug that has no bundle yet. Minimizing runs outside
     the store's lock, so campaigns sharing the folder go on recording meanwhile."""
     reports = Path(reports)
+    known = known_titles(load_known(reports))
     out = []
     for bug in BugStore.load(reports).bugs:
-        if (reports / bug.slug).exists() or not bug.programs:
+        if (reports / bug.slug).exists() or not bug.programs or is_known(bug.titles, known):
             continue
         program = load(reports / bug.programs[0])
         result = minimize(session, program, budget=budget, title=bug.title)
@@ -227,7 +249,8 @@ def _new_bug(session: Session, sig: Signature, program: Program) -> Bug:
         title=sig.title,
         slug=slug(sig.title),
         spec_id=f.spec_id,
-        op=f.op,
+        # Where the state broke: the op of the cause's write, with the primitive that made it.
+        op=f.cause.op if f.cause is not None else f.op,
         primitive=sig.primitive,
         arch=f.arch,
         revision=f.revision,
@@ -274,7 +297,7 @@ def recheck(session: Session, reports: str | Path, *, now: str | None = None) ->
             except FuzzkitError as exc:  # unreadable, another schema, unknown op, arch or plugin
                 bug.status, bug.note = "cannot replay", str(exc)
                 continue
-            reproduces = sig is not None and (sig.title == bug.title or bool(sig.titles & bug.titles))
+            reproduces = sig is not None and (sig.title == bug.title or bool(sig.keys & bug.titles))
             bug.status = "still reproduces" if reproduces else "no longer reproduces"
         write_index(store)
     return store
@@ -308,7 +331,7 @@ def save_new(program: Program, path: Path) -> None:
 
 def _link_new(program: Program, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path.parent, f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(program.dumps())

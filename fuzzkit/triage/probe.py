@@ -10,6 +10,11 @@ final machine behind. Both are recovered here without touching the core, from th
   a :class:`~fuzzkit.machine.core.Violation` propagates through it. The first name noted is
   the innermost primitive, the rest its callers. Wrappers never yield, so the step sequence,
   and with it every recorded choice, is exactly that of the plain kernel.
+* Every PTE write notes the primitives on the Python stack at that moment (the running
+  generators' frames are on it), found by their code objects, so a finding caused by an
+  earlier write (:class:`~fuzzkit.machine.core.Cause`) is attributed to the primitive that
+  made the write, as a violation is to the one it fired in. This observer runs in probe
+  replays only, never in a campaign.
 * In a *watched* run every op executor is wrapped in a generator that forwards each step
   unchanged, noting which call is running (so choices can be tied to ops rather than to global
   step numbers, see :mod:`fuzzkit.triage.minimize`) and, just before global step
@@ -20,6 +25,7 @@ final machine behind. Both are recovered here without touching the core, from th
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -87,6 +93,10 @@ class ProbeRun:
     primitive: str | None
     #: State before step ``snapshot_at``, when asked for and reached.
     before: Snapshot | None
+    #: Primitives that made the write the finding's cause names, innermost first (empty: no
+    #: cause, or one made outside any primitive), and the one it is attributed to.
+    cause_chain: list[str] = field(default_factory=list)
+    cause_primitive: str | None = None
 
 
 class Probe:
@@ -98,13 +108,22 @@ class Probe:
         self._before: Snapshot | None = None
         #: In a watched run, the index of the call whose step is running.
         self.current_call = -1
+        #: (step, vpage) of each PTE write -> the primitives making it, innermost first.
+        self._writers: dict[tuple[int, int], list[str]] = {}
         prims = {name: self._attribute(name, fn) for name, fn in vars(kernel.prims).items()}
         stage_names = {id(st.fn): name for name, st in registry.fault_stages.items()}
         path = tuple(
             (self._attribute(stage_names.get(id(fn), getattr(fn, "__name__", "?")), fn), kinds)
             for fn, kinds in kernel.fault_path
         )
-        self.kernel = dataclasses.replace(kernel, prims=SimpleNamespace(**prims), fault_path=path)
+        named = [*vars(kernel.prims).items()]
+        named += [(stage_names.get(id(fn), getattr(fn, "__name__", "?")), fn) for fn, _ in kernel.fault_path]
+        self._code_names = {fn.__code__: name for name, fn in named if hasattr(fn, "__code__")}
+        observers = dict(kernel.observers)
+        observers["pte_set"] = (self._note_writer, *observers["pte_set"])
+        self.kernel = dataclasses.replace(
+            kernel, prims=SimpleNamespace(**prims), fault_path=path, observers=observers
+        )
         self._watched = dataclasses.replace(
             self.kernel,
             ops={
@@ -139,6 +158,7 @@ class Probe:
     ) -> ProbeRun:
         """Run ``calls``; ``watch`` (implied by ``snapshot_at``) keeps :attr:`current_call`."""
         self._chain = []
+        self._writers = {}
         self._snapshot_at, self._before = snapshot_at, None
         self.current_call = -1
         kernel = self.kernel
@@ -148,12 +168,25 @@ class Probe:
             calls = [dataclasses.replace(c, spec=kernel.ops[c.spec.id]) for c in calls]
         result = Machine(kernel, calls, choices, trace=trace, op_step_budget=op_step_budget).run()
         chain = self._chain if result.finding is not None else []
-        return ProbeRun(result, chain, self.where(chain), self._before)
+        cause = result.finding.cause if result.finding is not None else None
+        cause_chain = self._writers.get((cause.step, cause.vpage), []) if cause is not None else []
+        return ProbeRun(result, chain, self.where(chain), self._before, cause_chain, self.where(cause_chain))
 
     # -- wrappers ------------------------------------------------------------------------
 
     def _note(self, name: str) -> None:
         self._chain.append(name)
+
+    def _note_writer(self, m: Machine, cpu: Any, vpage: int, old: int, new: int) -> None:
+        names = self._code_names
+        chain = []
+        frame = sys._getframe(1)
+        while frame is not None:
+            name = names.get(frame.f_code)
+            if name is not None:
+                chain.append(name)
+            frame = frame.f_back  # type: ignore[assignment]
+        self._writers[m.step, vpage] = chain
 
     def _attribute(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         note = self._note

@@ -37,10 +37,13 @@ def canonical_args(oc: OpCall, args: Mapping[str, Domain]) -> dict[str, Any]:
 
 
 class Shrinker:
-    def __init__(self, session: Session, replayer: Replayer, title: str, budget: int, window: int) -> None:
+    def __init__(
+        self, session: Session, replayer: Replayer, key: tuple[str, str | None], budget: int, window: int
+    ) -> None:
         self.session = session
         self.replayer = replayer
-        self.title = title
+        #: The :attr:`~fuzzkit.triage.signature.Signature.key` every kept candidate has.
+        self.key = key
         self.budget = budget
         self.window = window
         self.stats: dict[str, PassStats] = {}
@@ -84,7 +87,7 @@ class Shrinker:
         except ValueError:  # an edit the op table or a domain rejects is simply not kept
             return False
         sig = signature_of(run)
-        if sig is None or sig.title != self.title:
+        if sig is None or sig.key != self.key:
             return False
         recorded = self.canonical(program, run)
         if self.size(recorded) >= self.best_size:

@@ -38,6 +38,24 @@ recorded before would stop matching) and drop the op a reader starts from. Wheth
 finding came from such a check is read off the run (:func:`at_completion`), without help
 from the core.
 
+A check that detects a broken state *after the fact* (an access through a stale TLB entry:
+I9, or I2 on a freed page; a page unmapped and never freed, I8) names the write that created the state (a
+:class:`~fuzzkit.machine.core.Cause`), and then the title keys on the cause, the kernel
+function that made that write (attributed by :mod:`fuzzkit.triage.probe`)::
+
+    I9 allocated slot reached the scratch page at apply_range_set_cb (x86, fixed)
+
+``<SPEC id> <what broke> at <primitive> (<arch>, <revision>)``, or ``... in <op> (...)``
+with the op that made the write when no primitive made it. No op is named next to the
+primitive: one broken state made by one kernel function is one bug whichever op called it
+(scx.alloc grows an arena through the same allocation path as arena.alloc). The op that
+tripped over the state goes into the detail and into an alternative title, ``<SPEC id>
+<what broke> in <tripping op> (<arch>, <revision>)``, so a bug reached through three access
+ops lists three alternative titles. Those are for a reader: such a finding merges on its
+title alone (:attr:`Signature.keys`), never on the op that happened to trip over it, and no
+race or completion titles are made for it (the cause already says whose work broke the
+state).
+
 Findings sharing a title or an alternative title are one bug (:mod:`fuzzkit.triage.store`).
 """
 
@@ -47,7 +65,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from fuzzkit.machine.core import Finding, Machine, RunResult
+from fuzzkit.machine.core import Cause, Finding, Machine, RunResult
 from fuzzkit.program import Program
 from fuzzkit.runner import Session
 from fuzzkit.triage.probe import ProbeRun, Replayer
@@ -67,15 +85,37 @@ class Signature:
     in_flight: tuple[str, ...] = ()
     #: True when a check run as the finding's op completed fired (see :func:`at_completion`).
     at_completion: bool = False
+    #: The write that created the broken state, for a check that found it after the fact,
+    #: and the primitive that made it.
+    cause: Cause | None = None
+    cause_primitive: str | None = None
 
     @property
     def titles(self) -> frozenset[str]:
         return frozenset((self.title, *self.alt_titles))
 
+    @property
+    def keys(self) -> frozenset[str]:
+        """The titles this finding merges on: all of them, or for a finding with a cause its
+        title alone (the alternative titles name the ops that tripped over the state)."""
+        return frozenset((self.title,)) if self.cause is not None else self.titles
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """What the minimizer keeps: the title, and what the cause wrote (a PTE or a TLB
+        entry), so a smaller program must break the same state in the same primitive."""
+        return self.title, self.cause.what if self.cause is not None else None
+
 
 def title(finding: Finding, primitive: str | None) -> str:
+    """The title of ``finding`` attributed to ``primitive``: the primitive it fired in, or
+    for a finding with a cause, the primitive that made the cause's write."""
+    config = f"({finding.arch}, {finding.revision})"
+    if finding.cause is not None:
+        where = f"at {primitive}" if primitive else f"in {finding.cause.op}"
+        return f"{finding.spec_id} {finding.message} {where} {config}"
     where = f"{finding.op} at {primitive}" if primitive else finding.op
-    return f"{finding.spec_id} {finding.message} in {where} ({finding.arch}, {finding.revision})"
+    return f"{finding.spec_id} {finding.message} in {where} {config}"
 
 
 def slug(title: str) -> str:
@@ -134,6 +174,18 @@ def signature_of(run: ProbeRun) -> Signature | None:
         return None
     machine = run.result.machine
     done = at_completion(run.result)
+    if finding.cause is not None:
+        named = title(finding, run.cause_primitive)
+        return Signature(
+            named,
+            tuple(sorted({finding.seen_title} - {named})),
+            finding,
+            run.cause_primitive,
+            in_flight(finding, machine),
+            done,
+            finding.cause,
+            run.cause_primitive,
+        )
     alt = set(race_titles(finding, machine))
     if done:
         alt.add(completion_title(finding))

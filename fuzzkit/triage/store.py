@@ -2,7 +2,8 @@
 
 A finding belongs to a recorded bug when its title or one of its alternative titles equals
 the bug's title or one of the bug's alternative titles (see :mod:`fuzzkit.triage.signature`:
-races seen from either side, and a check at op completion seen at any op's completion).
+races seen from either side, and a check at op completion seen at any op's completion); a
+finding with a cause merges on its title alone (:attr:`Signature.keys`).
 Each record counts occurrences and keeps when the bug was first and last seen, how big the
 program that first showed it was, how far minimization got, and the bug's status:
 
@@ -25,15 +26,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fuzzkit.files import write_atomic
 from fuzzkit.text import document_problem
 from fuzzkit.triage.errors import TriageError
 from fuzzkit.triage.signature import Signature
@@ -274,16 +274,16 @@ class BugStore:
         doc: dict[str, Any] = {"fuzzkit": KIND, "schema": SCHEMA}
         doc.update((k, v) for k, v in self.extra.items() if k != "bugs")
         doc["bugs"] = [b.to_json() for b in self.bugs]
-        write_atomically(self.path, json.dumps(doc, indent=2) + "\n")
+        write_atomic(self.path, json.dumps(doc, indent=2) + "\n")
 
     def find(self, sig: Signature) -> Bug | None:
         """The bug ``sig`` belongs to: same title first, else a shared alternative title."""
         for bug in self.bugs:
             if bug.title == sig.title:
                 return bug
-        titles = sig.titles
+        keys = sig.keys
         for bug in self.bugs:
-            if bug.titles & titles:
+            if bug.titles & keys:
                 return bug
         return None
 
@@ -312,26 +312,6 @@ class BugStore:
         bug.count += 1
         bug.first_seen = bug.first_seen or now
         bug.last_seen = now
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` through a temporary file in its folder, removed
-    whatever happens; a folder that cannot be written (read-only, full) is a
-    :class:`TriageError` naming it."""
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise TriageError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
 
 
 @contextlib.contextmanager

@@ -108,22 +108,23 @@ def i8_installer_overwrite(m: Machine, cpu: Cpu, vpage: int, old: int, new: int)
 
 
 def i8_track_orphans(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
-    """Pages whose last kernel mapping went away; freeing them takes them off the list."""
+    """Pages whose last kernel mapping went away, with the write that took it (the cause a
+    leak is titled after); freeing them takes them off the list."""
     gone = m.page_of(old)
     if gone is not None and not gone.shared and gone.kmaps == 0:
         orphans = m.state.get(ORPHANS)
         if orphans is None:
-            orphans = m.state[ORPHANS] = set()
-        orphans.add(gone)
+            orphans = m.state[ORPHANS] = {}
+        orphans[gone] = m.pte_cause(vpage)
     came = m.page_of(new)
     if came is not None and (orphans := m.state.get(ORPHANS)) is not None:
-        orphans.discard(came)
+        orphans.pop(came, None)
 
 
 def i8_forget_freed(m: Machine, cpu: Cpu, page: Page) -> None:
     orphans = m.state.get(ORPHANS)
     if orphans is not None:
-        orphans.discard(page)
+        orphans.pop(page, None)
 
 
 def i8_no_leak(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
@@ -131,8 +132,13 @@ def i8_no_leak(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
     if orphans and quiescent(m, cpu):
         leaked = min(orphans, key=lambda p: p.pfn)
         if not leaked.freed and not leaked.umaps:
+            # Found after the fact, at some op's completion: the write that unmapped the
+            # page without freeing it is the cause.
             raise Violation(
-                "I8", "page leaked: unmapped but never freed", f"{leaked.owner} pfn {leaked.pfn:#x}"
+                "I8",
+                "page leaked: unmapped but never freed",
+                f"{leaked.owner} pfn {leaked.pfn:#x}",
+                orphans[leaked],
             )
 
 
@@ -292,8 +298,17 @@ def i9_no_scratch_after_alloc(m: Machine, cpu: Cpu, vpage: int, page: Page, writ
         and not current.shared
         and scratch_owner(m, page) is not None
     ):
+        # Found after the fact: the translation this CPU cached is stale. The PTE write that
+        # replaced the page it caches made it so, and is the cause the title keys on; the op
+        # that tripped over it only goes into the detail (and an alternative title).
+        cached = m.tlb_cause(cpu, vpage)
+        filled = f", cached at step {cached.step} by {cached.op}" if cached is not None else ""
+        op = cpu.call.spec.id if cpu.call is not None else "-"
         raise Violation(
-            "I9", f"{how} {'write' if write else 'read'} of an allocated slot reached the scratch page"
+            "I9",
+            "allocated slot reached the scratch page",
+            f"{how} {'write' if write else 'read'} in {op} (cpu{cpu.id}) through a stale translation{filled}",
+            m.pte_cause(vpage),
         )
 
 

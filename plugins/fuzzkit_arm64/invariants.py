@@ -21,4 +21,4 @@ def i10_break_before_make(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) 
     for c in m.cpus:
         cached = c.tlb.get(vpage)
         if cached is not None and cached is not page:
-            raise Violation("I10", f"valid PTE installed while cpu{c.id}'s TLB still holds the old entry")
+            raise Violation("I10", "valid PTE installed while a TLB still holds the old entry", f"cpu{c.id}")

@@ -398,9 +398,15 @@ def test_I9_fires_when_a_cached_scratch_translation_survives_the_alloc() -> None
     # same omission breaks break-before-make and I10 catches it at the install.)
     s = variant("flush_tlb_before_set", no_flush, "no TLB invalidation before the install")
     r = run(s, SCRATCH_THEN_ALLOC, arch="x86")
-    assert_finding(
-        r, "I9", "arena.kernel_access", "x86", "fixed", "read of an allocated slot reached the scratch"
-    )
+    f = r.finding
+    assert f is not None and f.spec_id == "I9" and f.op == "arena.kernel_access", f
+    assert f.message == "allocated slot reached the scratch page"
+    assert "read in arena.kernel_access (cpu0)" in f.detail, f.detail
+    # Found after the fact: the title names the allocation whose PTE write left the cached
+    # scratch translation stale, not the access that tripped over it.
+    assert f.cause is not None and (f.cause.what, f.cause.op, f.cause.call) == ("pte", "arena.alloc", 2)
+    assert f.title == "I9 allocated slot reached the scratch page in arena.alloc (x86, fixed)"
+    assert f.seen_title == "I9 allocated slot reached the scratch page in arena.kernel_access (x86, fixed)"
 
 
 def test_I9_quiet_arm64_new_page_reads_zero(session: Session) -> None:

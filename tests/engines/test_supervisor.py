@@ -155,7 +155,7 @@ def test_sigint_keeps_every_hypothesis_finding_and_a_rerun_resumes_the_database(
 
     again = run(tmp_path, *HYPOTHESIS_MERGED, "--runs", "5", "--jobs", "1")
     assert again.proc.returncode == 1, again.stderr()
-    assert f"found after 1 executions: {UNALLOCATABLE} [known bug]" in again.output, again.output
+    assert f"found after 1 executions: {UNALLOCATABLE} [seen before]" in again.output, again.output
     assert store(tmp_path).bugs[0].count == bug.count + 1
 
 
@@ -327,3 +327,18 @@ def test_a_stopped_hypothesis_campaign_saves_nothing_a_rerun_would_replay_first(
         on_example=again.append, on_failure=lambda f: at.append(len(again)),
     )  # fmt: skip
     assert refound.finding.title == UNALLOCATABLE and at == [1], "the saved failure is replayed first"
+
+
+def test_a_known_bug_is_counted_but_never_found(tmp_path: Path) -> None:
+    first = run(tmp_path, *HYPOTHESIS_MERGED, "--runs", "20", "--jobs", "1")
+    assert first.proc.returncode == 1, first.stderr()
+    [bug] = store(tmp_path).bugs
+    known = subprocess.run(
+        [sys.executable, "-m", "fuzzkit", "known", "add", bug.slug, "--reports", "reports"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert known.returncode == 0, known.stderr
+    again = run(tmp_path, *HYPOTHESIS_MERGED, "--runs", "20", "--jobs", "1")
+    assert again.proc.returncode == 0, "a campaign that met only known bugs found nothing new"
+    assert f"{UNALLOCATABLE} [known.json]" in again.output
+    assert store(tmp_path).bugs[0].count == bug.count + 1, "still counted"

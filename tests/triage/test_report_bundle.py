@@ -78,7 +78,8 @@ def test_bundle_holds_report_repro_original_and_regression_test(merged_reports: 
 
 
 def test_report_md_explains_the_bug_section_by_section(merged_reports: Path) -> None:
-    text = (bundle(merged_reports) / "report.md").read_text()
+    folder = bundle(merged_reports)
+    text = (folder / "report.md").read_text()
     assert text.startswith(f"# {MERGED_TITLE}\n")
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert [s.split(" (")[0] for s in sections] == [
@@ -88,18 +89,26 @@ def test_report_md_explains_the_bug_section_by_section(merged_reports: Path) -> 
         "## Environment",
         "## Reproduce",
     ]
-    assert "| invariant           | I16: an allocation with room and no injected failure succeeds" in text
-    assert "| replaced primitives | none: the plugins' own kernel code" in text
-    assert "|   # | cpu0 " in text and "cpu1" not in text.split("## Trace")[0], (
-        "one column per CPU of the program"
-    )
-    assert "arena.alloc() -> 0 <- VIOLATION" in text
+    assert "- **invariant**: I16 (SPEC.md): an allocation with room and no injected failure succeeds" in text
+    assert "- **replaced primitives**: none: the plugins' own kernel code" in text
+    assert "- **state broke**: step 12, cpu0, call 2 `arena.alloc`" in text
+    program = text.split("## Program")[1].split("## Trace")[0]
+    assert "#    cpu0" in program and "cpu1" not in program, "one column per CPU of the program"
+    assert "arena.alloc -> 0 <- VIOLATION" in program
+    # Every argument of every op, defaults included.
+    assert "arena=0 addr=any pgoff=0 page_cnt=1 node=-1 flags=0 sleepable=true" in program
+    assert "max_entries=16 flags=mmapable user_vm_start=fixed" in program
     assert "VIOLATION I16 best-fit allocation failed" in text
-    assert "| 0xffffc90000008000 | none            | pfn 0x1000 arena0:scratch | changed |" in text
-    assert "| arena0   | (not created)   | [0, 16) |" in text
+    assert "0xffffc90000008000  none             pfn 0x1000 arena0:scratch  changed" in text
+    assert "arena0    (not created)    [0, 16)" in text
     assert "0xffffc90000008000 -> pfn 0x1000 arena0:scratch" in text, "the TLB after the kernel fault"
-    assert "| arena    | 0.1.0     |" in text
-    assert "fuzzkit replay reports/" in text and "python -m pytest reports/" in text
+    assert "\narena     0.1.0\n" in text.split("## Environment")[1]
+    # Reproduce lines that work from any folder, with the flags that load this plugin set.
+    cds = [line[3:] for line in text.split("## Reproduce")[1].splitlines() if line.startswith("cd ")]
+    assert Path(*cds) == folder.resolve(), "the cd lines lead into the bundle from anywhere"
+    assert "python -m fuzzkit -p no:scx -p no:struct_ops replay repro.json" in text
+    assert f"python -m pytest {regression_test_name(folder.name)}" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
 
 
 def test_report_names_the_replaced_primitive_and_its_plugin(no_skip: Session, tmp_path: Path) -> None:
@@ -107,7 +116,8 @@ def test_report_names_the_replaced_primitive_and_its_plugin(no_skip: Session, tm
     text = (bundle(tmp_path) / "report.md").read_text()
     assert text.startswith(f"# {NO_SKIP_TITLE}\n")
     assert "`apply_range_clear_cb` by plugin `variant` (no scratch skip)" in text
-    assert "| primitive           | `arena_free_pages`" in text
+    assert "- **state broke**: step 15, cpu0, call 2 `arena.free`, in `arena_free_pages`" in text
+    assert "Found with plugins loaded in-process, which no flag can load: variant." in text
 
 
 def test_generated_test_fails_under_pytest_while_the_bug_reproduces(merged_reports: Path) -> None:
@@ -152,8 +162,10 @@ def test_an_existing_bundle_is_never_overwritten(real: Session, merged_reports: 
 
 def test_index_lists_counts_sizes_and_status_after_a_rerun(real: Session, merged_reports: Path) -> None:
     index = (merged_reports / "index.md").read_text()
-    assert f"[{MERGED_TITLE}]({bundle(merged_reports).name}/report.md)" in index
-    assert "| 3 ops, 1 cpu (from 5 ops, 2 cpus)" in index and "| new " in index
+    assert f"- [{MERGED_TITLE}][1]\n" in index
+    assert f"\n[1]: {bundle(merged_reports).name}/report.md" in index
+    assert "3 ops, 1 cpu (from 5 ops, 2 cpus); new" in " ".join(index.split())
+    assert max(len(line) for line in index.splitlines()) <= 100
     store = recheck(real, merged_reports, now=T2)
     assert [(b.status, b.checked) for b in store.bugs] == [("still reproduces", T2)]
     assert "still reproduces" in (merged_reports / "index.md").read_text()
