@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-# Exit status 1 means "found something", which is the point of the job, not a failure.
+# A campaign on every arch with one worker per core (it says how many). Exit status 1 means
+# "found something", which is the point of the job, not a failure.
 run: $(STAMP)
 	$(BIN)/fuzzkit fuzz --arch all --time 30 || test $$? -eq 1
 

@@ -21,6 +21,7 @@ from fuzzkit.errors import (
     EXIT_FOUND,
     EXIT_USAGE,
     ConfigError,
+    EngineFailure,
     FuzzkitError,
     PluginError,
     PluginFailure,
@@ -179,6 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
         "redis:// URL shares one among workers on several machines",
     )
     p.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_ARG", help=argparse.SUPPRESS)
+
+    p = sub.add_parser(
+        "corpus",
+        parents=[common],
+        help="keep a grown atheris corpus small: prune it, or merge other corpora into it",
+        description="prune: keep the smallest subset of the target's corpus with the same "
+        "coverage (libFuzzer -merge=1 into an empty folder, swapped in when done). merge DIR...: "
+        "add the inputs of DIRs that bring new coverage. The target is chosen as for 'fuzzkit "
+        "fuzz' (--arch, --revision, --cpus, --ops, -p); a corpus a campaign is using is refused.",
+    )
+    p.add_argument("action", choices=("prune", "merge"))
+    p.add_argument("sources", nargs="*", type=Path, metavar="DIR", help="merge: folders of inputs")
+    p.add_argument("--arch", default="x86", help="default x86")
+    p.add_argument("--revision", default=DEFAULT_REVISION, choices=REVISIONS)
+    p.add_argument("--cpus", type=int, default=2, help="default 2")
+    p.add_argument("--ops", action="append", default=[], metavar="PATTERN", help="the campaign's --ops")
+    p.add_argument("--corpus", type=Path, default=CORPORA, help=f"corpora root (default {CORPORA})")
+    p.add_argument("--reports", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
 
     p = sub.add_parser(
         "export",
@@ -606,6 +625,29 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_FOUND
 
 
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from fuzzkit.engines.campaign import Target
+    from fuzzkit.engines.corpus import merge
+
+    if args.action == "prune" and args.sources:
+        raise ConfigError("corpus prune takes no folders; 'corpus merge DIR...' adds folders")
+    if args.action == "merge" and not args.sources:
+        raise ConfigError("corpus merge needs at least one folder of inputs to merge in")
+    session = Session(_registry(args))
+    target = Target(args.arch, args.revision, args.cpus, tuple(args.ops))
+    target.kernel(session)
+    done = merge(
+        session,
+        target,
+        corpora=args.corpus,
+        reports=args.reports,
+        sources=args.sources,
+        plugin_flags=_flags(args),
+    )
+    print(f"{done.corpus}: {done.before:,} inputs before, {done.after:,} after (libFuzzer's log: {done.log})")
+    return EXIT_CLEAN
+
+
 def cmd_minimize(args: argparse.Namespace) -> int:
     from fuzzkit.triage import DEFAULT_BUDGET, minimize_file
 
@@ -708,16 +750,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from fuzzkit.engines import atheris_engine
         from fuzzkit.engines.campaign import Target
 
-        flags = args.plugin_flags + getattr(args, "sub_plugin_flags", [])
+        flags = _flags(args)
         rounds: list[float] = []
+        paired: list[float] = []
+        target = Target(arch, DEFAULT_REVISION, 2)
         try:
-            rounds = atheris_engine.bench(Target(arch, DEFAULT_REVISION, 2), 1000, flags)
+            rounds = atheris_engine.bench(target, 1000, flags)
+            # Aggregate executions per second of a campaign with --jobs 2: two workers on the
+            # same rounds at once, each round's figure their sum.
+            paired = atheris_engine.bench(target, 1000, flags, workers=2)
         except FuzzkitError as exc:
             print(f"atheris: skipped ({exc})", flush=True)
         if rounds:
             engines["atheris_exec_per_second"] = statistics.median(rounds)
             engines["atheris_exec_per_second_lowest"] = min(rounds)
             engines["atheris_exec_per_second_highest"] = max(rounds)
+        if paired:
+            engines["atheris_jobs2_exec_per_second"] = statistics.median(paired)
+            engines["jobs2_speedup"] = (
+                engines["atheris_jobs2_exec_per_second"] / engines["atheris_exec_per_second"]
+            )
+            if not args.json:
+                print(
+                    f"atheris with --jobs 2: {engines['atheris_jobs2_exec_per_second']:,.0f} exec/s in all "
+                    f"(median of {len(paired)} rounds, {min(paired):,.0f}-{max(paired):,.0f}), "
+                    f"{engines['jobs2_speedup']:.2f}x --jobs 1",
+                    flush=True,
+                )
         engines["hypothesis_examples_per_second"] = hypothesis_throughput(
             session, arch, DEFAULT_REVISION, 2, 200
         )
@@ -757,7 +816,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"figures": [f.to_json() for f in figures], "memory": [f.to_json() for f in mem]}, indent=2
+                {
+                    "figures": [f.to_json() for f in figures],
+                    "engines": engines,
+                    "memory": [f.to_json() for f in mem],
+                },
+                indent=2,
             )
         )
     return EXIT_CLEAN
@@ -769,6 +833,7 @@ COMMANDS = {
     "fuzz": cmd_fuzz,
     "export": cmd_export,
     "import": cmd_import,
+    "corpus": cmd_corpus,
     "minimize": cmd_minimize,
     "report": cmd_report,
     "known": cmd_known,
@@ -791,6 +856,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (PluginFailure, PluginError) as exc:
         print(f"fuzzkit: plugin failure: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except EngineFailure as exc:
+        print(f"fuzzkit: engine failure: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except FuzzkitError as exc:
         print(f"fuzzkit: error: {exc}", file=sys.stderr)

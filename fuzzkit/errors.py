@@ -71,6 +71,10 @@ class PluginFailure(FuzzkitError):
         self.program: Any = None
 
 
+class EngineFailure(FuzzkitError, RuntimeError):
+    """An engine process failed on its own (not a plugin's code): exit 3."""
+
+
 class OpHung(Exception):
     """Raised into an op that ran past the run guard without yielding (see
     :mod:`fuzzkit.machine.guard`); the run turns it into a :class:`PluginFailure`."""
