@@ -483,7 +483,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print("interrupted: everything found so far is recorded", flush=True)
     if not result.findings:
         if result.exit_code == EXIT_CLEAN:
-            print("no findings. Run longer (--runs, --time) or on more targets (--arch all).")
+            print(
+                "no findings. Run longer (--runs, --time), on more targets (--arch all, --revision), or aim "
+                "it (--ops)."
+            )
         return result.exit_code
     from fuzzkit.triage.store import BugStore
 

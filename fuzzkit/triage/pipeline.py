@@ -151,6 +151,7 @@ def check_reports(reports: Path) -> None:
     except OSError as exc:
         raise TriageError(f"{reports}: the reports folder is not writable ({exc.strerror})") from exc
     BugStore.load(reports)
+    load_known(reports)
 
 
 def record(
