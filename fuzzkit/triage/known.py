@@ -23,7 +23,7 @@ from typing import Any
 
 from fuzzkit.files import write_atomic
 from fuzzkit.triage.errors import TriageError
-from fuzzkit.triage.store import Bug, BugStore
+from fuzzkit.triage.store import Bug, BugStore, read_document
 
 KIND = "known"
 SCHEMA = 1
@@ -47,22 +47,9 @@ class Known:
 def load_known(folder: str | Path) -> list[Known]:
     """The known bugs listed in ``folder/known.json`` (none when there is no such file)."""
     path = Path(folder) / FILENAME
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    doc = read_document(path, KIND, "known-bugs file", SCHEMA)
+    if doc is None:
         return []
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TriageError(f"{path}: cannot read: {exc}") from exc
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TriageError(f"{path}: not JSON (truncated?): {exc.msg} at line {exc.lineno}") from exc
-    if not isinstance(doc, dict) or doc.get("fuzzkit") != KIND:
-        raise TriageError(f'{path}: not a fuzzkit known-bugs file (expected "fuzzkit": "{KIND}")')
-    if doc.get("schema") != SCHEMA:
-        raise TriageError(
-            f"{path}: schema: version {doc.get('schema')!r} is not supported; this fuzzkit reads {SCHEMA}"
-        )
     raw = doc.get("known")
     if not isinstance(raw, list):
         raise TriageError(f"{path}: known: expected a list")

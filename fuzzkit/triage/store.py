@@ -223,30 +223,9 @@ class BugStore:
         """Read ``folder/bugs.json`` (an empty store when there is none)."""
         folder = Path(folder)
         path = folder / FILENAME
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        doc = read_document(path, KIND, "bug store", SCHEMA)
+        if doc is None:
             return cls(folder)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TriageError(f"{path}: cannot read: {exc}") from exc
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TriageError(f"{path}: not JSON (truncated?): {exc.msg} at line {exc.lineno}") from exc
-        except RecursionError:
-            raise TriageError(f"{path}: nested more than {MAX_DEPTH} levels deep") from None
-        except ValueError:  # only Python's int conversion limit gets past the JSON decoder
-            digits = sys.get_int_max_str_digits()
-            raise TriageError(f"{path}: an integer has more than {digits} digits") from None
-        problem = document_problem(doc, MAX_DEPTH)
-        if problem is not None:
-            raise TriageError(f"{path}: {problem[0]}: {problem[1]}")
-        if not isinstance(doc, dict) or doc.get("fuzzkit") != KIND:
-            raise TriageError(f'{path}: not a fuzzkit bug store (expected "fuzzkit": "{KIND}")')
-        if doc.get("schema") != SCHEMA:
-            raise TriageError(
-                f"{path}: schema: version {doc.get('schema')!r} is not supported; this fuzzkit reads {SCHEMA}"
-            )
         raw = doc.get("bugs")
         if not isinstance(raw, list):
             raise TriageError(f"{path}: bugs: expected a list")
@@ -312,6 +291,37 @@ class BugStore:
         bug.count += 1
         bug.first_seen = bug.first_seen or now
         bug.last_seen = now
+
+
+def read_document(path: Path, kind: str, what: str, schema: int) -> dict[str, Any] | None:
+    """The JSON object in ``path`` with ``"fuzzkit": kind`` and ``"schema": schema`` (None
+    when there is no such file); everything else, from an unreadable file to a lone
+    surrogate, is a :class:`TriageError` naming the file (and the field, where there is one)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TriageError(f"{path}: cannot read: {exc}") from exc
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TriageError(f"{path}: not JSON (truncated?): {exc.msg} at line {exc.lineno}") from exc
+    except RecursionError:
+        raise TriageError(f"{path}: nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError:  # only Python's int conversion limit gets past the JSON decoder
+        digits = sys.get_int_max_str_digits()
+        raise TriageError(f"{path}: an integer has more than {digits} digits") from None
+    problem = document_problem(doc, MAX_DEPTH)
+    if problem is not None:
+        raise TriageError(f"{path}: {problem[0]}: {problem[1]}")
+    if not isinstance(doc, dict) or doc.get("fuzzkit") != kind:
+        raise TriageError(f'{path}: not a fuzzkit {what} (expected "fuzzkit": "{kind}")')
+    if doc.get("schema") != schema:
+        raise TriageError(
+            f"{path}: schema: version {doc.get('schema')!r} is not supported; this fuzzkit reads {schema}"
+        )
+    return doc
 
 
 @contextlib.contextmanager
