@@ -80,6 +80,27 @@ def _plugin_args(p: argparse.ArgumentParser, dest: str) -> None:
     )
 
 
+def _target_args(p: argparse.ArgumentParser) -> None:
+    """What names a campaign's target, the same for every command that takes one."""
+    p.add_argument("--arch", default="x86", help="an arch or 'all' (every loaded arch); default x86")
+    p.add_argument(
+        "--revision",
+        default=DEFAULT_REVISION,
+        choices=REVISIONS,
+        help=f"code revision (R4), default {DEFAULT_REVISION}",
+    )
+    p.add_argument("--cpus", type=int, default=2, help="emulated CPUs (default 2)")
+    p.add_argument(
+        "--ops",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="focus on the ops matching PATTERN (an op id or a glob such as 'scx.*'; repeatable), "
+        "plus the ops creating the objects they take; default: every op. Use it to aim a campaign "
+        "at one subsystem or at the ops a replaced primitive runs in",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _plugin_args(common, "sub_plugin_flags")
@@ -131,23 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="atheris (coverage-guided; Linux x86-64) or hypothesis (stateful, shrinking; anywhere); "
         "auto, the default, takes atheris where it is installed",
     )
-    p.add_argument("--arch", default="x86", help="an arch or 'all' (every loaded arch); default x86")
-    p.add_argument(
-        "--revision",
-        default=DEFAULT_REVISION,
-        choices=REVISIONS,
-        help=f"code revision (R4), default {DEFAULT_REVISION}",
-    )
-    p.add_argument("--cpus", type=int, default=2, help="emulated CPUs (default 2)")
-    p.add_argument(
-        "--ops",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="focus on the ops matching PATTERN (an op id or a glob such as 'scx.*'; repeatable), "
-        "plus the ops creating the objects they take; default: every op. Use it to aim a campaign "
-        "at one subsystem or at the ops a replaced primitive runs in",
-    )
+    _target_args(p)
     p.add_argument(
         "--jobs",
         type=int,
@@ -192,10 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=("prune", "merge"))
     p.add_argument("sources", nargs="*", type=Path, metavar="DIR", help="merge: folders of inputs")
-    p.add_argument("--arch", default="x86", help="default x86")
-    p.add_argument("--revision", default=DEFAULT_REVISION, choices=REVISIONS)
-    p.add_argument("--cpus", type=int, default=2, help="default 2")
-    p.add_argument("--ops", action="append", default=[], metavar="PATTERN", help="the campaign's --ops")
+    _target_args(p)
     p.add_argument("--corpus", type=Path, default=CORPORA, help=f"corpora root (default {CORPORA})")
     p.add_argument("--reports", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
 
