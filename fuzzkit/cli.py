@@ -639,17 +639,20 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     if args.action == "merge" and not args.sources:
         raise ConfigError("corpus merge needs at least one folder of inputs to merge in")
     session = Session(_registry(args))
-    target = Target(args.arch, args.revision, args.cpus, tuple(args.ops))
-    target.kernel(session)
-    done = merge(
-        session,
-        target,
-        corpora=args.corpus,
-        reports=args.reports,
-        sources=args.sources,
-        plugin_flags=_flags(args),
-    )
-    print(f"{done.corpus}: {done.before:,} inputs before, {done.after:,} after (libFuzzer's log: {done.log})")
+    arches = sorted(session.registry.arches) if args.arch == "all" else [args.arch]
+    targets = [Target(arch, args.revision, args.cpus, tuple(args.ops)) for arch in arches]
+    for target in targets:
+        target.kernel(session)  # every target is checked before any corpus changes
+    for target in targets:
+        done = merge(
+            session,
+            target,
+            corpora=args.corpus,
+            reports=args.reports,
+            sources=args.sources,
+            plugin_flags=_flags(args),
+        )
+        print(f"{done.corpus}: {done.before:,} inputs before, {done.after:,} after (log: {done.log})")
     return EXIT_CLEAN
 
 
