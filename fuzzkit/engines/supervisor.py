@@ -256,7 +256,10 @@ class Supervisor:
         self._flush()
         triaged = None
         if triage and self.stops < 2:
-            triaged = self._triage(triage_budget)
+            try:
+                triaged = self._triage(triage_budget)
+            except KeyboardInterrupt:  # Ctrl-C while minimizing: 'fuzzkit report' finishes it
+                self.stops = 2
         return CampaignResult(
             workers=self.done + self.running,
             findings=self.findings,

@@ -14,11 +14,13 @@ in batches (libFuzzer ends the process with ``exit()``, so a worker gets no last
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,8 +125,9 @@ class Recorder:
                 self.emit("seen", slug=bug)
             return
         program.description = f"{finding.title} (cpu{finding.cpu}, step {finding.step})"
-        path = save_program(self.job.reports / FINDINGS, f"{slug(finding.title)}.json", program)
-        done = record(self.session, self.job.reports, path, program)
+        with _signals_held():
+            path = save_program(self.job.reports / FINDINGS, f"{slug(finding.title)}.json", program)
+            done = record(self.session, self.job.reports, path, program)
         self.slugs[finding.title] = done.bug.slug if done else None
         self.emit(
             "finding",
@@ -141,9 +144,22 @@ class Recorder:
         site = failure.site
         program.description = str(failure)
         name = f"{slug(f'{site.plugin} {site.function} {site.op} {site.error}')}.json"
-        path = save_program(self.job.reports / PLUGIN_FAILURES, name, program)
+        with _signals_held():
+            path = save_program(self.job.reports / PLUGIN_FAILURES, name, program)
         self.emit("plugin_failure", message=str(failure), plugin=site.plugin, file=str(path), execs=execs)
         return path
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while a finding is written: libFuzzer's handlers end the
+    process on the spot, and a store update cut in half would leave its temporary file."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 def worker_env(job: Job | None = None, events_fd: int | None = None) -> dict[str, str]:
