@@ -133,16 +133,27 @@ def build_parser() -> argparse.ArgumentParser:
         "fuzz",
         parents=[common],
         help="fuzz targets with atheris (coverage-guided) or hypothesis (stateful) on every core",
-        description="Fuzz one or more targets (arch, revision, cpus, loaded plugins) with --jobs "
-        "worker processes. Every finding is written as a program file and recorded in "
-        "REPORTS/bugs.json the moment it is found; when the workers stop, new bugs are "
-        "minimized into report bundles. Ctrl-C (or SIGTERM) stops the workers and still "
-        "triages; a second Ctrl-C stops at once, keeping everything recorded. A rerun resumes "
-        "the corpus (atheris) or example database (hypothesis). The same --seed and --runs give "
-        "the same findings (atheris: with a fresh corpus and one worker per target).",
-        epilog="Arguments after '--' go to libFuzzer unchanged (atheris only), e.g. -- -max_len=2048; "
-        "the flags fuzzkit sets itself (-jobs, -workers, -fork, -merge, -runs, -seed, ...) are "
-        "refused with the fuzzkit flag to use.\n\n" + EXIT_CODES,
+        description="""\
+Fuzz one or more targets (arch, revision, cpus, loaded plugins) with --jobs worker
+processes. Every finding is written as a program file and recorded in REPORTS/bugs.json
+the moment it is found; when the workers stop, new bugs are minimized into report bundles.
+Ctrl-C (or SIGTERM) stops the workers and still triages; a second Ctrl-C stops at once,
+keeping everything recorded. A rerun resumes the corpus (atheris) or the example database
+(hypothesis). The same --seed and --runs give the same findings (atheris: with a fresh
+corpus and one worker per target).""",
+        epilog="""\
+examples:
+  fuzzkit fuzz --arch all --time 28800     a night on every arch, one worker per core
+  fuzzkit fuzz --revision merged --runs 50000 --jobs 2
+                                           two workers sharing one corpus
+  fuzzkit fuzz -p my_variant --ops 'arena.*' --engine hypothesis
+                                           a design variant, aimed at the arena's ops
+  fuzzkit fuzz -- -max_len=2048            libFuzzer flags after '--' (atheris only); the
+                                           flags fuzzkit sets itself (-jobs, -fork, -merge,
+                                           -runs, -seed, ...) are refused, naming its own
+
+"""
+        + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
