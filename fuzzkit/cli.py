@@ -36,6 +36,8 @@ BENCH_PROGRAMS = EXAMPLES.parent / "bench"
 #: Campaign output is relative to the working directory: where the user runs fuzzkit.
 REPORTS = Path("reports")
 CORPORA = Path("corpora")
+#: How often ``fuzzkit status --watch`` reads the series again.
+STATUS_SECONDS = 2.0
 
 EXIT_CODES = """\
 exit status (every command):
@@ -273,6 +275,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
 
     p = sub.add_parser(
+        "status",
+        parents=[common],
+        help="what each campaign worker is doing or did: running, executions, coverage, bugs",
+        description="Read the stats series of every worker that ran in DIR (DIR/campaign/<target>/"
+        "w<N>.jsonl), while the campaign runs or after it stopped: per target and worker, "
+        "running or not, uptime, executions, executions/s, corpus, coverage, bugs of the current "
+        "run (and how many were new), and how long ago coverage last grew and a new bug was "
+        "found. Exit 0; 2 when no campaign ran in DIR.",
+    )
+    p.add_argument("dir", nargs="?", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help=f"redraw every {STATUS_SECONDS:.0f}s until no worker runs any more (or Ctrl-C)",
+    )
+    p.add_argument("--page", action="store_true", help="also rewrite DIR/campaign.html from the series")
+
+    p = sub.add_parser(
         "known",
         parents=[common],
         help="mark a recorded bug known (counted, never reported as new), list or unmark them",
@@ -417,9 +438,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
+    from fuzzkit.campaign_page import CampaignPage
     from fuzzkit.engines.base import engine as pick_engine
     from fuzzkit.engines.campaign import Target
     from fuzzkit.engines.supervisor import fuzz
+    from fuzzkit.progress import Progress
 
     jobs = default_jobs() if args.jobs is None else args.jobs
     for flag, value, low in (("--jobs", jobs, 1), ("--runs", args.runs, 1), ("--cpus", args.cpus, 1)):
@@ -438,22 +461,27 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         flush=True,
     )
     print(f"   reports: {args.reports}; progress every {PROGRESS_SECONDS:.0f}s; Ctrl-C stops", flush=True)
-    result = fuzz(
-        eng,
-        session,
-        targets,
-        reports=args.reports,
-        corpora=args.corpus,
-        jobs=jobs,
-        seed=args.seed,
-        runs=args.runs,
-        seconds=args.time,
-        plugin_flags=_flags(args),
-        libfuzzer_args=args.libfuzzer,
-        database=args.database,
-        observers=[Console(), *_hook_observers(session)],
-    )
+    progress, page = Progress(), CampaignPage(args.reports)
+    try:
+        result = fuzz(
+            eng,
+            session,
+            targets,
+            reports=args.reports,
+            corpora=args.corpus,
+            jobs=jobs,
+            seed=args.seed,
+            runs=args.runs,
+            seconds=args.time,
+            plugin_flags=_flags(args),
+            libfuzzer_args=args.libfuzzer,
+            database=args.database,
+            observers=[progress, page, *_hook_observers(session)],
+        )
+    finally:
+        progress.close()
     print()
+    print(f"campaign page: {page.close()}; 'fuzzkit status' tells what each worker did")
     for failure in result.plugin_failures:
         print(f"fuzzkit: plugin failure: {failure['message']}", file=sys.stderr)
         if failure.get("file"):
@@ -484,43 +512,52 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-class Console:
-    """Prints a campaign's events: findings and stops as they happen, progress every
-    ``PROGRESS_SECONDS`` per worker."""
+def cmd_status(args: argparse.Namespace) -> int:
+    import time
 
-    def __init__(self) -> None:
-        self.last: dict[str, float] = {}
-        self.started: dict[str, float] = {}
+    from fuzzkit.status import read_campaign, status_json
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        who = f"{event['target']}/w{event['worker']}"
-        kind = event["kind"]
-        if kind == "started":
-            self.started[who] = self.last[who] = event["time"]
-            print(f"   {who}: started (pid {event['pid']}, seed {event['seed']})", flush=True)
-        elif kind == "finding":
-            status = "new bug" if event.get("new") else "known.json" if event.get("known") else "seen before"
-            print(
-                f"   {who}: found after {event['execs']:,} executions: {event['title']} [{status}]",
-                flush=True,
-            )
-        elif kind == "stopped":
-            print(f"   {who}: stopped ({event['reason']}, exit {event['returncode']})", flush=True)
-        elif kind in ("stats", "coverage") and event["time"] - self.last.get(who, 0) >= PROGRESS_SECONDS:
-            self.last[who] = event["time"]
-            up = event["time"] - self.started.get(who, event["time"])
-            rate = event.get("exec_per_second")
-            extra = "".join(
-                f", {name} {event[key]:,}"
-                for key, name in (("coverage", "cov"), ("corpus", "corpus"))
-                if event.get(key) is not None
-            )
-            print(
-                f"   {who}: {up:.0f}s, {event['execs']:,} executions"
-                + (f" ({rate:,.0f}/s)" if rate else "")
-                + extra,
-                flush=True,
-            )
+    def show() -> bool:
+        workers = read_campaign(args.dir)
+        if args.page:
+            from fuzzkit.campaign_page import render
+
+            render(args.dir)
+        doc = status_json(workers)
+        if args.json:
+            print(json.dumps(doc, indent=2), flush=True)
+        else:
+            _status_table(workers, doc["time"])
+        return bool(doc["running"])
+
+    if not args.watch:
+        show()
+        return EXIT_CLEAN
+    if not sys.stdout.isatty() or args.json:
+        while show():  # one table (or JSON document) per interval, for a log
+            time.sleep(STATUS_SECONDS)
+        return EXIT_CLEAN
+    from rich.console import Console as RichConsole
+    from rich.live import Live
+
+    from fuzzkit.progress import status_table
+
+    with Live(console=RichConsole(), auto_refresh=False) as live:
+        while True:
+            workers = read_campaign(args.dir)
+            live.update(status_table(workers, time.time()), refresh=True)
+            if not any(w.running for w in workers):
+                return EXIT_CLEAN
+            time.sleep(STATUS_SECONDS)
+
+
+def _status_table(workers: Sequence[Any], now: float) -> None:
+    from fuzzkit.status import HEADERS, rows
+
+    if not workers:
+        print("no worker has started yet")
+        return
+    print(tabulate(rows(list(workers), now), headers=HEADERS, tablefmt="simple"), flush=True)
 
 
 def _hook_observers(session: Session) -> list[Any]:
@@ -771,6 +808,7 @@ COMMANDS = {
     "import": cmd_import,
     "minimize": cmd_minimize,
     "report": cmd_report,
+    "status": cmd_status,
     "known": cmd_known,
     "run": cmd_run,
     "bench": cmd_bench,

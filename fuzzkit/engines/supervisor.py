@@ -412,8 +412,11 @@ class Supervisor:
     def _emit(self, w: Worker, event: Event) -> None:
         event = {"target": w.job.target.name, "worker": w.job.worker, "time": time.time(), **event}
         kind = event["kind"]
+        if kind in ("stats", "coverage"):
+            # The distinct bugs of this run, so the series charts bugs over time on its own.
+            event["bugs"] = len(w.occurrences)
         if kind == "stopped" and w.stats:
-            self._append(w, {**event, **w.stats, "kind": "stats"})
+            self._append(w, {**event, **w.stats, "kind": "stats", "bugs": len(w.occurrences)})
         if kind in ("started", "finding", "plugin_failure", "stopped") or (
             kind == "stats" and event["time"] >= w.next_series
         ):
