@@ -82,6 +82,8 @@ class Worker:
     returncode: int | None = None
     #: When the next statistics line may go into the stats series.
     next_series: float = 0.0
+    #: ``stats`` holds figures the series does not have yet (a throttled or coverage event).
+    unwritten: bool = False
     #: Why it stopped, when not on its own budget ("interrupted", "plugin failure", ...).
     reason: str = ""
 
@@ -337,6 +339,7 @@ class Supervisor:
             return
         if kind in ("stats", "coverage"):
             w.stats.update({k: v for k, v in event.items() if v is not None and k != "kind"})
+            w.unwritten = True
         elif kind == "finding":
             w.found.append(event)
             self.findings.append(event)
@@ -393,6 +396,12 @@ class Supervisor:
     def _flush(self) -> None:
         from fuzzkit.triage.pipeline import add_counts
 
+        for w in self.running:
+            # libFuzzer prints status lines mostly on new coverage (``coverage`` events, not
+            # series lines by themselves): its latest figures reach the series within a flush.
+            if w.unwritten and time.time() >= w.next_series:
+                line = {"target": w.job.target.name, "worker": w.job.worker, "time": time.time()}
+                self._append(w, {**line, **w.stats, "kind": "stats", "bugs": len(w.occurrences)})
         if self.seen:
             add_counts(self.pending_reports(), dict(self.seen))
             self.seen.clear()
@@ -433,7 +442,8 @@ class Supervisor:
     def _append(self, w: Worker, event: Event) -> None:
         """One line of the worker's stats series (statistics at most every FLUSH_SECONDS)."""
         if event["kind"] == "stats":
-            w.next_series = event["time"] + FLUSH_SECONDS
+            w.next_series = time.time() + FLUSH_SECONDS
+            w.unwritten = False
         with open(w.series(".jsonl"), "a") as f:
             f.write(json.dumps(event) + "\n")
 
