@@ -513,51 +513,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import time
+    from fuzzkit.progress import show_status
 
-    from fuzzkit.status import read_campaign, status_json
-
-    def show() -> bool:
-        workers = read_campaign(args.dir)
-        if args.page:
-            from fuzzkit.campaign_page import render
-
-            render(args.dir)
-        doc = status_json(workers)
-        if args.json:
-            print(json.dumps(doc, indent=2), flush=True)
-        else:
-            _status_table(workers, doc["time"])
-        return bool(doc["running"])
-
-    if not args.watch:
-        show()
-        return EXIT_CLEAN
-    if not sys.stdout.isatty() or args.json:
-        while show():  # one table (or JSON document) per interval, for a log
-            time.sleep(STATUS_SECONDS)
-        return EXIT_CLEAN
-    from rich.console import Console as RichConsole
-    from rich.live import Live
-
-    from fuzzkit.progress import status_table
-
-    with Live(console=RichConsole(), auto_refresh=False) as live:
-        while True:
-            workers = read_campaign(args.dir)
-            live.update(status_table(workers, time.time()), refresh=True)
-            if not any(w.running for w in workers):
-                return EXIT_CLEAN
-            time.sleep(STATUS_SECONDS)
-
-
-def _status_table(workers: Sequence[Any], now: float) -> None:
-    from fuzzkit.status import HEADERS, rows
-
-    if not workers:
-        print("no worker has started yet")
-        return
-    print(tabulate(rows(list(workers), now), headers=HEADERS, tablefmt="simple"), flush=True)
+    show_status(args.dir, as_json=args.json, watch=args.watch, page=args.page, every=STATUS_SECONDS)
+    return EXIT_CLEAN
 
 
 def _hook_observers(session: Session) -> list[Any]:

@@ -8,12 +8,16 @@ progress line per worker every ``PROGRESS_SECONDS``.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 from typing import IO, Any
 
+from tabulate import tabulate
+
 from fuzzkit.engines.supervisor import PROGRESS_SECONDS
-from fuzzkit.status import HEADERS, WorkerStatus, rows
+from fuzzkit.status import HEADERS, WorkerStatus, read_campaign, rows, status_json
 
 #: The live block is redrawn at most this often.
 REFRESH_SECONDS = 1.0
@@ -44,6 +48,43 @@ def status_table(workers: list[WorkerStatus], now: float) -> Any:
     for row in rows(workers, now):
         table.add_row(*row, style="bold" if row[1] == "running" else "dim")
     return table
+
+
+def show_status(reports: Path, *, as_json: bool, watch: bool, page: bool, every: float) -> None:
+    """``fuzzkit status``: the table (or JSON) once; with ``watch`` again every ``every``
+    seconds until no worker runs, redrawn in place on a terminal, one after the other
+    elsewhere. ``page`` rewrites the campaign page each time too."""
+
+    def read() -> list[WorkerStatus]:
+        workers = read_campaign(reports)
+        if page:
+            from fuzzkit.campaign_page import render
+
+            render(reports)
+        return workers
+
+    if watch and not as_json and sys.stdout.isatty():
+        from rich.live import Live
+
+        with Live(auto_refresh=False) as live:
+            while True:
+                workers = read()
+                live.update(status_table(workers, time.time()), refresh=True)
+                if not any(w.running for w in workers):
+                    return
+                time.sleep(every)
+    while True:
+        workers = read()
+        doc = status_json(workers)
+        if as_json:
+            print(json.dumps(doc, indent=2), flush=True)
+        elif workers:
+            print(tabulate(rows(workers, doc["time"]), headers=HEADERS, tablefmt="simple"), flush=True)
+        else:
+            print("no worker has started yet", flush=True)
+        if not watch or not doc["running"]:
+            return
+        time.sleep(every)
 
 
 class Progress:
