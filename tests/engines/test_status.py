@@ -14,7 +14,7 @@ from series_helpers import HYPOTHESIS, SERIES, T0, TARGET, TITLE, fuzzkit, write
 
 from fuzzkit.cli import main
 from fuzzkit.progress import Progress
-from fuzzkit.status import read_campaign, status_json
+from fuzzkit.status import read_campaign, read_series, status_json
 
 
 def test_status_describes_each_worker_from_its_series(tmp_path: Path) -> None:
@@ -119,3 +119,33 @@ def test_a_hypothesis_campaign_is_running_then_stopped(tmp_path: Path) -> None:
     [w0] = stopped["targets"][0]["worker_status"]
     assert not stopped["running"] and w0["reason"] == "interrupted" and w0["execs"] is not None
     assert "campaign page: reports/campaign.html" in out
+
+
+def test_libfuzzer_coverage_lines_reach_the_series_at_the_next_flush(tmp_path: Path) -> None:
+    """libFuzzer's NEW lines are ``coverage`` events; on a plateau no ``stats`` line may follow
+    for hours, so the supervisor writes the latest figures itself when it flushes."""
+    from fuzzkit.engines.atheris_engine import AtherisEngine
+    from fuzzkit.engines.campaign import Target
+    from fuzzkit.engines.supervisor import Supervisor
+    from fuzzkit.engines.worker import Job
+
+    job = Job("atheris", Target("x86", "fixed", 2), 0, 1, 10, None, tmp_path, tmp_path / "corpus")
+    supervisor = Supervisor(AtherisEngine(), None, [job], parallel=1)  # type: ignore[arg-type]
+    w = supervisor.pending.pop()
+    w.folder.mkdir(parents=True)
+    supervisor.running.append(w)
+    engine = AtherisEngine()
+    for line in (
+        "#4096\tpulse  cov: 58 ft: 79 corp: 29/1Kb exec/s: 2048 rss: 90Mb",
+        "#4200\tNEW    cov: 60 ft: 85 corp: 30/1Kb lim: 4 exec/s: 2100 rss: 90Mb L: 4/4 MS: 1 CopyPart-",
+    ):
+        supervisor._handle(w, engine.parse(line))
+    supervisor._flush()
+    assert [(e["kind"], e["execs"]) for e in read_series(w.series(".jsonl"))] == [("stats", 4096)]
+    w.next_series = 0.0  # the throttle interval has passed
+    supervisor._flush()
+    [_, last] = read_series(w.series(".jsonl"))
+    assert (last["kind"], last["execs"], last["features"], last["bugs"]) == ("stats", 4200, 85, 0)
+    assert (last["target"], last["worker"]) == ("x86-fixed-2cpu", 0) and last["time"] > 0
+    supervisor._flush()
+    assert len(read_series(w.series(".jsonl"))) == 2, "nothing new: no line"
