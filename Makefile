@@ -21,7 +21,7 @@ run: $(STAMP)
 test: lint test-deps $(STAMP)
 	$(BIN)/python -m pytest
 
-# The real programs some tests start (redis-server), installed when missing and possible.
+# The real programs some tests start (redis-server, chromium), installed when missing and possible.
 test-deps:
 	./scripts/test-services
 

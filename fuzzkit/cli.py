@@ -37,6 +37,8 @@ BENCH_PROGRAMS = EXAMPLES.parent / "bench"
 #: Campaign output is relative to the working directory: where the user runs fuzzkit.
 REPORTS = Path("reports")
 CORPORA = Path("corpora")
+#: How often ``fuzzkit status --watch`` reads the series again.
+STATUS_SECONDS = 2.0
 
 EXIT_CODES = """\
 exit status (every command):
@@ -305,6 +307,25 @@ examples:
     p.add_argument("dir", nargs="?", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
 
     p = sub.add_parser(
+        "status",
+        parents=[common],
+        help="what each campaign worker is doing or did: running, executions, coverage, bugs",
+        description="Read the stats series of every worker that ran in DIR (DIR/campaign/<target>/"
+        "w<N>.jsonl), while the campaign runs or after it stopped: per target and worker, "
+        "running or not, uptime, executions, executions/s, corpus, coverage, bugs of the current "
+        "run (and how many were new), and how long ago coverage last grew and a new bug was "
+        "found. Exit 0; 2 when no campaign ran in DIR.",
+    )
+    p.add_argument("dir", nargs="?", type=Path, default=REPORTS, help=f"reports folder (default {REPORTS})")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help=f"redraw every {STATUS_SECONDS:.0f}s until no worker runs any more (or Ctrl-C)",
+    )
+    p.add_argument("--page", action="store_true", help="also rewrite DIR/campaign.html from the series")
+
+    p = sub.add_parser(
         "known",
         parents=[common],
         help="mark a recorded bug known (counted, never reported as new), list or unmark them",
@@ -449,9 +470,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
+    from fuzzkit.campaign_page import CampaignPage
     from fuzzkit.engines.base import engine as pick_engine
     from fuzzkit.engines.campaign import Target
     from fuzzkit.engines.supervisor import fuzz
+    from fuzzkit.progress import Progress
 
     jobs = default_jobs() if args.jobs is None else args.jobs
     for flag, value, low in (("--jobs", jobs, 1), ("--runs", args.runs, 1), ("--cpus", args.cpus, 1)):
@@ -470,22 +493,27 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         flush=True,
     )
     print(f"   reports: {args.reports}; progress every {PROGRESS_SECONDS:.0f}s; Ctrl-C stops", flush=True)
-    result = fuzz(
-        eng,
-        session,
-        targets,
-        reports=args.reports,
-        corpora=args.corpus,
-        jobs=jobs,
-        seed=args.seed,
-        runs=args.runs,
-        seconds=args.time,
-        plugin_flags=_flags(args),
-        libfuzzer_args=args.libfuzzer,
-        database=args.database,
-        observers=[Console(), *_hook_observers(session)],
-    )
+    progress, page = Progress(), CampaignPage(args.reports)
+    try:
+        result = fuzz(
+            eng,
+            session,
+            targets,
+            reports=args.reports,
+            corpora=args.corpus,
+            jobs=jobs,
+            seed=args.seed,
+            runs=args.runs,
+            seconds=args.time,
+            plugin_flags=_flags(args),
+            libfuzzer_args=args.libfuzzer,
+            database=args.database,
+            observers=[progress, page, *_hook_observers(session)],
+        )
+    finally:
+        progress.close()
     print()
+    print(f"campaign page: {page.close()}; 'fuzzkit status' tells what each worker did")
     for failure in result.plugin_failures:
         print(f"fuzzkit: plugin failure: {failure['message']}", file=sys.stderr)
         if failure.get("file"):
@@ -519,43 +547,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-class Console:
-    """Prints a campaign's events: findings and stops as they happen, progress every
-    ``PROGRESS_SECONDS`` per worker."""
+def cmd_status(args: argparse.Namespace) -> int:
+    from fuzzkit.progress import show_status
 
-    def __init__(self) -> None:
-        self.last: dict[str, float] = {}
-        self.started: dict[str, float] = {}
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        who = f"{event['target']}/w{event['worker']}"
-        kind = event["kind"]
-        if kind == "started":
-            self.started[who] = self.last[who] = event["time"]
-            print(f"   {who}: started (pid {event['pid']}, seed {event['seed']})", flush=True)
-        elif kind == "finding":
-            status = "new bug" if event.get("new") else "known.json" if event.get("known") else "seen before"
-            print(
-                f"   {who}: found after {event['execs']:,} executions: {event['title']} [{status}]",
-                flush=True,
-            )
-        elif kind == "stopped":
-            print(f"   {who}: stopped ({event['reason']}, exit {event['returncode']})", flush=True)
-        elif kind in ("stats", "coverage") and event["time"] - self.last.get(who, 0) >= PROGRESS_SECONDS:
-            self.last[who] = event["time"]
-            up = event["time"] - self.started.get(who, event["time"])
-            rate = event.get("exec_per_second")
-            extra = "".join(
-                f", {name} {event[key]:,}"
-                for key, name in (("coverage", "cov"), ("corpus", "corpus"))
-                if event.get(key) is not None
-            )
-            print(
-                f"   {who}: {up:.0f}s, {event['execs']:,} executions"
-                + (f" ({rate:,.0f}/s)" if rate else "")
-                + extra,
-                flush=True,
-            )
+    show_status(args.dir, as_json=args.json, watch=args.watch, page=args.page, every=STATUS_SECONDS)
+    return EXIT_CLEAN
 
 
 def _hook_observers(session: Session) -> list[Any]:
@@ -855,6 +851,7 @@ COMMANDS = {
     "corpus": cmd_corpus,
     "minimize": cmd_minimize,
     "report": cmd_report,
+    "status": cmd_status,
     "known": cmd_known,
     "run": cmd_run,
     "bench": cmd_bench,

@@ -9,8 +9,10 @@ Events are plain JSON objects with ``kind``, ``target``, ``worker`` and ``time``
 seconds) and fields by kind:
 
 * ``started``: ``pid``, ``engine``, ``seed``;
-* ``stats``: ``execs``, ``exec_per_second``, and where the engine knows them ``coverage``,
-  ``features`` (libFuzzer's ``cov``/``ft``) and ``corpus``;
+* ``stats``: ``execs``, ``exec_per_second``, ``bugs`` (distinct bugs the worker found or
+  met again this run), and where the engine knows them ``coverage``, ``features``
+  (libFuzzer's ``cov``/``ft``) and ``corpus`` (hypothesis: entries in its example database
+  folder);
 * ``coverage``: as ``stats``, when the engine kept an input for new coverage;
 * ``finding``: ``title`` (the finding's), ``bug`` and ``slug`` (the bug it was recorded as),
   ``new`` (neither the store nor ``known.json`` knew the bug), ``known`` (``known.json``

@@ -455,7 +455,7 @@ def main() -> None:
         now = time.monotonic()
         if now >= next_stats[0]:
             next_stats[0] = now + STATS_SECONDS
-            emit("stats", execs=n, exec_per_second=round(n / (now - start), 1))
+            emit("stats", execs=n, exec_per_second=round(n / (now - start), 1), corpus=corpus_size(job))
 
     budget = (
         job.runs
@@ -478,7 +478,21 @@ def main() -> None:
         recorder.plugin_failure(failure, failure.program or Program(), spent[0])
         sys.exit(EXIT_FAILURE)
     elapsed = time.monotonic() - start
-    emit("stats", execs=spent[0], exec_per_second=round(spent[0] / max(elapsed, 1e-9), 1))
+    emit(
+        "stats",
+        execs=spent[0],
+        exec_per_second=round(spent[0] / max(elapsed, 1e-9), 1),
+        corpus=corpus_size(job),
+    )
+
+
+def corpus_size(job: Job) -> int | None:
+    """Entries in the worker's example database folder (the saved examples hypothesis
+    replays first); None for a database on a server. Counted per stats interval only."""
+    if "://" in job.database:
+        return None
+    folder = Path(job.database) if job.database else job.corpus
+    return sum(1 for entry in folder.rglob("*") if entry.is_file())
 
 
 if __name__ == "__main__":

@@ -82,6 +82,8 @@ class Worker:
     returncode: int | None = None
     #: When the next statistics line may go into the stats series.
     next_series: float = 0.0
+    #: ``stats`` holds figures the series does not have yet (a throttled or coverage event).
+    unwritten: bool = False
     #: Why it stopped, when not on its own budget ("interrupted", "plugin failure", ...).
     reason: str = ""
 
@@ -340,6 +342,7 @@ class Supervisor:
             return
         if kind in ("stats", "coverage"):
             w.stats.update({k: v for k, v in event.items() if v is not None and k != "kind"})
+            w.unwritten = True
         elif kind == "finding":
             w.found.append(event)
             self.findings.append(event)
@@ -396,6 +399,12 @@ class Supervisor:
     def _flush(self) -> None:
         from fuzzkit.triage.pipeline import add_counts
 
+        for w in self.running:
+            # libFuzzer prints status lines mostly on new coverage (``coverage`` events, not
+            # series lines by themselves): its latest figures reach the series within a flush.
+            if w.unwritten and time.time() >= w.next_series:
+                line = {"target": w.job.target.name, "worker": w.job.worker, "time": time.time()}
+                self._append(w, {**line, **w.stats, "kind": "stats", "bugs": len(w.occurrences)})
         if self.seen:
             add_counts(self.pending_reports(), dict(self.seen))
             self.seen.clear()
@@ -415,8 +424,11 @@ class Supervisor:
     def _emit(self, w: Worker, event: Event) -> None:
         event = {"target": w.job.target.name, "worker": w.job.worker, "time": time.time(), **event}
         kind = event["kind"]
+        if kind in ("stats", "coverage"):
+            # The distinct bugs of this run, so the series charts bugs over time on its own.
+            event["bugs"] = len(w.occurrences)
         if kind == "stopped" and w.stats:
-            self._append(w, {**event, **w.stats, "kind": "stats"})
+            self._append(w, {**event, **w.stats, "kind": "stats", "bugs": len(w.occurrences)})
         if kind in ("started", "finding", "plugin_failure", "stopped") or (
             kind == "stats" and event["time"] >= w.next_series
         ):
@@ -433,7 +445,8 @@ class Supervisor:
     def _append(self, w: Worker, event: Event) -> None:
         """One line of the worker's stats series (statistics at most every FLUSH_SECONDS)."""
         if event["kind"] == "stats":
-            w.next_series = event["time"] + FLUSH_SECONDS
+            w.next_series = time.time() + FLUSH_SECONDS
+            w.unwritten = False
         with open(w.series(".jsonl"), "a") as f:
             f.write(json.dumps(event) + "\n")
 
