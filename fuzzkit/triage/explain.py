@@ -174,8 +174,8 @@ def reproduce(session: Session, bundle: Path, test: str, needs: Sequence[str] = 
     lines.append("\nThe regression test fails while the bug reproduces, with the installed plugins.")
     if needs:
         lines += wrap(
-            f"The bug needs {', '.join(needs)}: without it the program runs clean, and "
-            "'fuzzkit report' says 'cannot replay'.",
+            f"The bug needs {', '.join(needs)}: without it the program does not show the bug, "
+            "and 'fuzzkit report' says 'cannot replay'.",
             WIDTH,
         )
     if missing:

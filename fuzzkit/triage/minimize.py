@@ -5,7 +5,10 @@ argument domains and the recorded choices are used, never knowledge of a subsyst
 candidate is kept only when its replay gives the same title and, for a finding with a cause,
 the same kind of cause write (:attr:`~fuzzkit.triage.signature.Signature.key`: the title
 then names the primitive that broke the state, so a smaller program breaks the same state in
-the same primitive) and it is strictly smaller (:class:`ProgramSize`): fewer ops,
+the same primitive); for a bug found with replaced primitives, its replay without them must
+give the same outcome too (:mod:`fuzzkit.triage.attribution`: a variant's bug stays clean on
+the baseline; that replay runs only for a candidate already smaller and is not counted in
+the budget); and it must be strictly smaller (:class:`ProgramSize`): fewer ops,
 then fewer CPUs, fewer schedule switches (preemptions), fewer injected failures, then simpler
 ops and arguments (index 0 of a domain is its default and smaller indexes are simpler,
 DESIGN principle 1). A kept candidate is re-recorded from its own replay, so switches and

@@ -332,6 +332,9 @@ class BugStore:
         under joins its alternative titles, so the next occurrence seen from that side merges
         even when no other op was in flight."""
         bug.alt_titles = sorted((set(bug.alt_titles) | sig.titles) - {bug.title})
+        # A baseline bug first recorded without a variant, then met in the variant's campaign.
+        if not bug.needs:
+            bug.also_without = sorted(set(bug.also_without) | set(sig.also_without))
         bug.count += 1
         bug.first_seen = bug.first_seen or now
         bug.last_seen = now

@@ -47,13 +47,13 @@ def test_a_bug_that_also_shows_without_the_variant_is_a_baseline_bug(
     sig = signature(merged_set_cb, prog)
     assert sig is not None and sig.title == UNALLOCATABLE.format("merged")
     assert sig.also_without == ("variant",) and sig.needs == ()
-    triage(merged_set_cb, [prog], tmp_path, now=NOW)
     triage(real, [prog], tmp_path, now=NOW)
+    assert BugStore.load(tmp_path).bugs[0].also_without == []
+    triage(merged_set_cb, [prog], tmp_path, now=NOW)
     [bug] = BugStore.load(tmp_path).bugs
-    assert bug.count == 2, "the baseline's occurrence merges with the variant campaign's"
+    assert bug.count == 2, "the variant campaign's occurrence merges with the baseline's"
     assert bug.to_json()["also_without"] == ["variant"] and bug.to_json()["needs"] == []
     assert "also without variant" in render_index(BugStore.load(tmp_path))
-    assert "- **variant**: also without variant" in (tmp_path / bug.slug / "report.md").read_text()
 
 
 def test_a_bug_that_needs_the_variant_never_merges_with_the_baseline_bug(
@@ -75,6 +75,9 @@ def test_a_bug_that_needs_the_variant_never_merges_with_the_baseline_bug(
         (UNALLOCATABLE.format("merged"), [], ["variant"]),
     ]
     assert len({b.slug for b in store.bugs}) == 2
+    reports = {b.needs == []: (tmp_path / b.slug / "report.md").read_text() for b in store.bugs}
+    assert "- **variant**: also without variant: the same program replayed without it" in reports[True]
+    assert "- **variant**: needs variant: the same program replayed without it" in reports[False]
 
 
 def test_report_does_not_call_a_variant_bug_fixed_once_the_variant_is_gone(
