@@ -5,6 +5,8 @@ Layout, in the order a finding flows through it:
 * ``probe``: instrumented replays (which primitive an invariant fired in; machine state
   before a step), built on the compiled kernel without touching the core;
 * ``signature``: the title a bug is known by, its alternative titles, its slug;
+  ``attribution``: whether a bug found with replaced primitives needs them (a second replay
+  without them);
 * ``store``: the dedup store, ``<reports>/bugs.json``;
 * ``minimize``: the minimizer, bounded by a replay budget (its search in ``shrink``, the
   choices it carries through edits in ``anchors``, program sizes in ``size``);
@@ -43,6 +45,7 @@ from fuzzkit.triage.report import (
 from fuzzkit.triage.signature import (
     Signature,
     at_completion,
+    attribute,
     completion_title,
     race_titles,
     signature,
@@ -72,6 +75,7 @@ __all__ = [
     "TriageResult",
     "Triaged",
     "at_completion",
+    "attribute",
     "completion_title",
     "load_known",
     "mark_known",

@@ -12,6 +12,7 @@ needs. Every line fits in :data:`~fuzzkit.triage.layout.WIDTH` columns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from fuzzkit import PAGE_SHIFT, __version__
@@ -145,20 +146,25 @@ def where_it_broke(run: ProbeRun) -> str:
     return f"step {f.step}, cpu{f.cpu}, call {f.call} `{f.op}` (the op's own code or a check at its end)"
 
 
-def plugin_flags(session: Session) -> tuple[list[str], list[str]]:
+def plugin_flags(session: Session, needs: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """The ``-p`` flags that load the plugin set of ``session`` on the command line, and the
-    plugins no flag can load (in-process ones, as tests make)."""
+    plugins no flag can load (in-process ones, as tests make). Every plugin of ``needs`` (a
+    bug's variant) is named even when installed, so the line works with autoload off too."""
     loaded = {p.name: p for p in session.registry.plugins}
     names = {name for name, *_ in installed()}
     flags = [f"-p no:{n}" for n in sorted(names - loaded.keys())]
-    flags += [f"-p {n}" for n, p in sorted(loaded.items()) if p.distribution == "(imported)"]
+    flags += [
+        f"-p {n}"
+        for n, p in sorted(loaded.items())
+        if p.distribution == "(imported)" or (n in needs and p.distribution != "(in-process)")
+    ]
     missing = sorted(n for n, p in loaded.items() if p.distribution == "(in-process)")
     return flags, missing
 
 
-def reproduce(session: Session, bundle: Path, test: str) -> list[str]:
+def reproduce(session: Session, bundle: Path, test: str, needs: Sequence[str] = ()) -> list[str]:
     """Lines that reproduce the bug as printed, from any directory."""
-    flags, missing = plugin_flags(session)
+    flags, missing = plugin_flags(session, needs)
     folder = bundle.resolve()
     cds = [f"cd {folder}"] if len(f"cd {folder}") <= WIDTH else [f"cd {folder.parent}", f"cd {folder.name}"]
     replay = " ".join(["python -m fuzzkit", *flags, "replay repro.json"])
@@ -166,12 +172,24 @@ def reproduce(session: Session, bundle: Path, test: str) -> list[str]:
     lines += wrap(replay + "  # the step trace, one column per CPU", WIDTH, "    ")
     lines += [f"python -m pytest {test}" if len(test) + 17 <= WIDTH else "python -m pytest .", "```"]
     lines.append("\nThe regression test fails while the bug reproduces, with the installed plugins.")
+    if needs:
+        lines += wrap(
+            f"The bug needs {', '.join(needs)}: without it the program does not show the bug, "
+            "and 'fuzzkit report' says 'cannot replay'.",
+            WIDTH,
+        )
     if missing:
         lines += wrap(
             "Found with plugins loaded in-process, which no flag can load: " + ", ".join(missing) + ".",
             WIDTH,
         )
     return lines
+
+
+def _dependence(bug: Bug) -> str:
+    if bug.needs:
+        return f"{bug.dependence}: the same program replayed without it shows no such bug"
+    return f"{bug.dependence}: the same program replayed without it shows the same bug"
 
 
 def render_report(
@@ -208,6 +226,7 @@ def render_report(
             )
             or "none: the plugins' own kernel code",
         ),
+        *([item("variant", _dependence(bug))] if bug.dependence else []),
         item("alternative titles", "none") if not bug.alt_titles else "- **alternative titles**:",
         *("\n".join(wrap(f"  - {t}", WIDTH, "    ")) for t in bug.alt_titles),
     ]
@@ -250,7 +269,7 @@ def render_report(
         f"fuzzkit {__version__}; op table `{recorded.get('op_table', '?')}`.\n",
         _fenced(text_table(env, ["plugin", "version"])) if env else "(plugins not recorded)",
         "\n## Reproduce\n",
-        *reproduce(session, bundle, regression_test_name(bug.slug)),
+        *reproduce(session, bundle, regression_test_name(bug.slug), bug.needs),
         "\n`original.json` is the program as the engine found it.\n",
     ]
     return "\n".join(parts)

@@ -5,7 +5,10 @@ argument domains and the recorded choices are used, never knowledge of a subsyst
 candidate is kept only when its replay gives the same title and, for a finding with a cause,
 the same kind of cause write (:attr:`~fuzzkit.triage.signature.Signature.key`: the title
 then names the primitive that broke the state, so a smaller program breaks the same state in
-the same primitive) and it is strictly smaller (:class:`ProgramSize`): fewer ops,
+the same primitive); for a bug found with replaced primitives, its replay without them must
+give the same outcome too (:mod:`fuzzkit.triage.attribution`: a variant's bug stays clean on
+the baseline; that replay runs only for a candidate already smaller and is not counted in
+the budget); and it must be strictly smaller (:class:`ProgramSize`): fewer ops,
 then fewer CPUs, fewer schedule switches (preemptions), fewer injected failures, then simpler
 ops and arguments (index 0 of a domain is its default and smaller indexes are simpler,
 DESIGN principle 1). A kept candidate is re-recorded from its own replay, so switches and
@@ -55,7 +58,7 @@ from fuzzkit.runner import Session
 from fuzzkit.triage.errors import TriageError
 from fuzzkit.triage.probe import Replayer
 from fuzzkit.triage.shrink import Shrinker
-from fuzzkit.triage.signature import Signature, signature_of
+from fuzzkit.triage.signature import Signature, attribute, signature_of
 from fuzzkit.triage.size import PassStats, ProgramSize
 
 #: Replays one minimization may use by default. Replaying a program of a few ops costs well
@@ -102,20 +105,23 @@ def minimize(
     if budget < 1:
         raise TriageError(f"the replay budget must be at least 1, got {budget}")
     replayer = Replayer(session)
-    first = signature_of(replayer.run(program, source=source))
-    if first is None or (title is not None and first.title != title):
+    plain = signature_of(replayer.run(program, source=source))
+    first = attribute(session, program, plain, source) if plain is not None else None
+    if plain is None or first is None or (title is not None and first.title != title):
         wanted = f"'{title}'" if title is not None else "a finding"
         got = f"'{first.title}'" if first is not None else "a clean run"
         missing = _missing_plugins(session, program)
         hint = f"; it was recorded with plugin(s) not loaded now: {', '.join(missing)}" if missing else ""
         raise TriageError(f"{source}: replay gives {got}, not {wanted}{hint}")
-    shrinker = Shrinker(session, replayer, first.key, budget, window)
+    shrinker = Shrinker(session, replayer, (plain.key, first.key), budget, window)
     original_size = shrinker.size(program)
     shrinker.adopt(program)
     shrinker.adopt(shrinker.canonical(program, shrinker.best_run))  # type: ignore[arg-type]
     complete = shrinker.run()
     best_run = shrinker.best_run
     sig = signature_of(best_run) if best_run is not None else None
+    if sig is not None:
+        sig = attribute(session, shrinker.best, sig, source)
     assert sig is not None and sig.key == first.key, "the best always reproduces"
     return Minimized(
         program=shrinker.best,

@@ -20,6 +20,7 @@ from fuzzkit.errors import FuzzkitError
 from fuzzkit.files import temp_file
 from fuzzkit.program import Program, load
 from fuzzkit.runner import Session
+from fuzzkit.triage.attribution import missing
 from fuzzkit.triage.errors import TriageError
 from fuzzkit.triage.known import is_known, known_titles, load_known
 from fuzzkit.triage.minimize import DEFAULT_BUDGET, Minimized, minimize
@@ -230,6 +231,8 @@ def bundle_pending(session: Session, reports: str | Path, *, budget: int = DEFAU
     for bug in BugStore.load(reports).bugs:
         if (reports / bug.slug).exists() or not bug.programs or is_known(bug.titles, known):
             continue
+        if missing(session, bug.needs):  # its variant is not loaded: it cannot be minimized now
+            continue
         program = load(reports / bug.programs[0])
         result = minimize(session, program, budget=budget, title=bug.title)
         with BugStore.update(reports) as store:
@@ -256,6 +259,8 @@ def _new_bug(session: Session, sig: Signature, program: Program) -> Bug:
         arch=f.arch,
         revision=f.revision,
         replaced=list(f.replaced),
+        needs=list(sig.needs),
+        also_without=list(sig.also_without),
         alt_titles=list(sig.alt_titles),
         original_size=program_size(program, kernel).to_json(),
     )
@@ -282,8 +287,9 @@ def _bundle(
 
 
 def recheck(session: Session, reports: str | Path, *, now: str | None = None) -> BugStore:
-    """Re-run every bug's ``repro.json`` with ``session`` and set its status. Writes
-    ``bugs.json`` and ``index.md``; returns the updated store."""
+    """Re-run every bug's ``repro.json`` with ``session`` and set its status (``cannot
+    replay`` for a bug that needs a plugin ``session`` did not load). Writes ``bugs.json``
+    and ``index.md``; returns the updated store."""
     reports = Path(reports)
     if not reports.is_dir():
         why = "a file" if reports.exists() else "no such directory"
@@ -292,6 +298,11 @@ def recheck(session: Session, reports: str | Path, *, now: str | None = None) ->
     with BugStore.update(reports) as store:
         for bug in store.bugs:
             bug.checked, bug.note = now, ""
+            # Without the variant its bug cannot show, which says nothing about a fix.
+            absent = missing(session, bug.needs)
+            if absent:
+                bug.status, bug.note = "cannot replay", f"needs plugin {', '.join(absent)}"
+                continue
             try:
                 repro = store.bundle(bug) / "repro.json"
                 sig = signature(session, load(repro), str(repro))

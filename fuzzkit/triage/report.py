@@ -127,6 +127,7 @@ def render_index(store: BugStore, tablefmt: str = "github") -> str:
     def status(bug: Bug) -> str:
         entry = listed[bug.slug]
         text = bug.status + (f": {bug.note}" if bug.note else "")
+        text += f"; {bug.dependence}" if bug.dependence else ""
         if entry is not None:
             return "known" + (f" ({entry.note})" if entry.note else "") + f", {text}"
         return text

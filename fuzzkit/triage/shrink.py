@@ -17,10 +17,11 @@ from fuzzkit.program import OpCall, Program
 from fuzzkit.runner import Session
 from fuzzkit.triage.anchors import Anchored, Anchors, ChoicePoint, Recording, Surveyed
 from fuzzkit.triage.probe import ProbeRun, Replayer
-from fuzzkit.triage.signature import signature_of
+from fuzzkit.triage.signature import attribute, signature_of
 from fuzzkit.triage.size import PassStats, ProgramSize, program_size
 
 Candidate = tuple[Program, Anchors]
+Key = tuple[str, str | None, str]
 
 #: Choice points of one run a rescheduling move tries a switch at, at most: a bound on the
 #: move's replays for long interleaved programs (it runs when the program is small).
@@ -38,12 +39,18 @@ def canonical_args(oc: OpCall, args: Mapping[str, Domain]) -> dict[str, Any]:
 
 class Shrinker:
     def __init__(
-        self, session: Session, replayer: Replayer, key: tuple[str, str | None], budget: int, window: int
+        self,
+        session: Session,
+        replayer: Replayer,
+        keys: tuple[Key, Key],
+        budget: int,
+        window: int,
     ) -> None:
         self.session = session
         self.replayer = replayer
-        #: The :attr:`~fuzzkit.triage.signature.Signature.key` every kept candidate has.
-        self.key = key
+        #: The :attr:`~fuzzkit.triage.signature.Signature.key` every kept candidate has, as
+        #: its own replay gives it and after its baseline replay (:func:`attribute`).
+        self.plain_key, self.key = keys
         self.budget = budget
         self.window = window
         self.stats: dict[str, PassStats] = {}
@@ -87,10 +94,14 @@ class Shrinker:
         except ValueError:  # an edit the op table or a domain rejects is simply not kept
             return False
         sig = signature_of(run)
-        if sig is None or sig.key != self.key:
+        if sig is None or sig.key != self.plain_key:
             return False
         recorded = self.canonical(program, run)
         if self.size(recorded) >= self.best_size:
+            return False
+        # Only now, for a smaller candidate, the baseline replay: a variant's bug must stay
+        # the variant's (attribution runs a second replay, so it comes last).
+        if sig.finding.replaced and attribute(self.session, recorded, sig).key != self.key:
             return False
         stats.kept += 1
         self.adopt(recorded)

@@ -57,10 +57,19 @@ race or completion titles are made for it (the cause already says whose work bro
 state).
 
 Findings sharing a title or an alternative title are one bug (:mod:`fuzzkit.triage.store`).
+
+A finding of a run with replaced primitives is replayed on the baseline as well
+(:mod:`fuzzkit.triage.attribution`); when it needs the variant, every title ends in
+``, needs <plugin>``::
+
+    I16 scx_arena_alloc failed although the arena had room in scx.alloc (x86, fixed), needs scx_single_retry
+
+so a variant's bug and a baseline bug never share a title.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -68,6 +77,7 @@ from dataclasses import dataclass
 from fuzzkit.machine.core import Cause, Finding, Machine, RunResult
 from fuzzkit.program import Program
 from fuzzkit.runner import Session
+from fuzzkit.triage import attribution
 from fuzzkit.triage.probe import ProbeRun, Replayer
 
 
@@ -89,6 +99,12 @@ class Signature:
     #: and the primitive that made it.
     cause: Cause | None = None
     cause_primitive: str | None = None
+    #: The replacing plugins the bug needs (its baseline replay does not show it), or those
+    #: it showed with that it also shows without (:mod:`fuzzkit.triage.attribution`).
+    needs: tuple[str, ...] = ()
+    also_without: tuple[str, ...] = ()
+    #: What the baseline replay gave (``same``, ``clean``, ``other``; "" when none ran).
+    baseline: str = ""
 
     @property
     def titles(self) -> frozenset[str]:
@@ -101,10 +117,11 @@ class Signature:
         return frozenset((self.title,)) if self.cause is not None else self.titles
 
     @property
-    def key(self) -> tuple[str, str | None]:
-        """What the minimizer keeps: the title, and what the cause wrote (a PTE or a TLB
-        entry), so a smaller program must break the same state in the same primitive."""
-        return self.title, self.cause.what if self.cause is not None else None
+    def key(self) -> tuple[str, str | None, str]:
+        """What the minimizer keeps: the title, what the cause wrote (a PTE or a TLB entry),
+        so a smaller program must break the same state in the same primitive, and what the
+        baseline replay gave, so a variant's bug stays clean on the baseline."""
+        return self.title, self.cause.what if self.cause is not None else None, self.baseline
 
 
 def title(finding: Finding, primitive: str | None) -> str:
@@ -199,8 +216,28 @@ def signature_of(run: ProbeRun) -> Signature | None:
     )
 
 
+def attribute(session: Session, program: Program, sig: Signature, source: str = "<program>") -> Signature:
+    """``sig`` (of ``program`` run with ``session``) with its dependence on the replacing
+    plugins of its run: a baseline replay decides whether it needs them."""
+    plugins = attribution.replacing_plugins(sig.finding.replaced)
+    if not plugins:
+        return sig
+    base = signature_of(Replayer(attribution.baseline(session, plugins)).run(program, source=source))
+    if base is not None and (base.title == sig.title or bool(base.keys & sig.keys)):
+        return dataclasses.replace(sig, also_without=plugins, baseline=attribution.SAME)
+    return dataclasses.replace(
+        sig,
+        title=attribution.dependent_title(sig.title, plugins),
+        alt_titles=tuple(attribution.dependent_title(t, plugins) for t in sig.alt_titles),
+        needs=plugins,
+        baseline=attribution.CLEAN if base is None else attribution.OTHER,
+    )
+
+
 def signature(session: Session, program: Program, source: str = "<program>") -> Signature | None:
-    """Replay ``program`` under its recorded choices; its finding's signature, or None when
-    the run is clean. Raises :class:`~fuzzkit.errors.ProgramError` when the program does not
-    resolve against the loaded plugins."""
-    return signature_of(Replayer(session).run(program, source=source))
+    """Replay ``program`` under its recorded choices; its finding's signature, attributed
+    (:func:`attribute`), or None when the run is clean. Raises
+    :class:`~fuzzkit.errors.ProgramError` when the program does not resolve against the
+    loaded plugins."""
+    sig = signature_of(Replayer(session).run(program, source=source))
+    return attribute(session, program, sig, source) if sig is not None else None

@@ -10,7 +10,12 @@ program that first showed it was, how far minimization got, and the bug's status
 * ``new``: recorded by a campaign, not re-run since;
 * ``still reproduces`` / ``no longer reproduces``: what the last re-run of its ``repro.json``
   gave (:func:`fuzzkit.triage.recheck`);
-* ``cannot replay``: the last re-run could not load or run it (the reason is in ``note``).
+* ``cannot replay``: the last re-run could not load or run it (the reason is in ``note``),
+  among others because it needs a plugin that is not loaded (``needs plugin X``).
+
+A bug found with replaced primitives records, in ``needs``, the replacing plugins it only
+shows with, or in ``also_without`` those it shows without as well
+(:mod:`fuzzkit.triage.attribution`); both are empty for a bug found without replacements.
 
 Writers take an exclusive lock on ``<reports>/.bugs.lock`` around read-modify-write, and the
 file is replaced atomically, so concurrent campaigns sharing a reports folder lose no counts
@@ -35,6 +40,7 @@ from typing import Any
 
 from fuzzkit.files import write_atomic
 from fuzzkit.text import document_problem
+from fuzzkit.triage.attribution import label
 from fuzzkit.triage.errors import TriageError
 from fuzzkit.triage.signature import Signature
 from fuzzkit.triage.size import ProgramSize
@@ -65,6 +71,9 @@ class Bug:
     #: Primitives a plugin replaced in the run that found it: (primitive, plugin).
     replaced: list[tuple[str, str]]
     alt_titles: list[str] = field(default_factory=list)
+    #: Replacing plugins the bug needs, or that it also shows without (at most one is set).
+    needs: list[str] = field(default_factory=list)
+    also_without: list[str] = field(default_factory=list)
     count: int = 0
     first_seen: str = ""
     last_seen: str = ""
@@ -88,6 +97,11 @@ class Bug:
     def titles(self) -> frozenset[str]:
         return frozenset((self.title, *self.alt_titles))
 
+    @property
+    def dependence(self) -> str:
+        """ "needs P", "also without P", or "" (see :func:`fuzzkit.triage.attribution.label`)."""
+        return label(self.needs, self.also_without)
+
     def to_json(self) -> dict[str, Any]:
         doc = {
             "title": self.title,
@@ -99,6 +113,8 @@ class Bug:
             "arch": self.arch,
             "revision": self.revision,
             "replaced": [{"primitive": p, "plugin": plugin} for p, plugin in self.replaced],
+            "needs": list(self.needs),
+            "also_without": list(self.also_without),
             "count": self.count,
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
@@ -148,6 +164,11 @@ def _bug_from_json(raw: Any, where: str) -> Bug:
     alt = get("alt_titles", list)
     if not all(isinstance(t, str) for t in alt):
         raise fail("alt_titles", "expected a list of strings")
+    # Stores written before differential attribution have neither list.
+    dependence = {key: get(key, list, optional=True) or [] for key in ("needs", "also_without")}
+    for key, names in dependence.items():
+        if not all(isinstance(n, str) for n in names):
+            raise fail(key, "expected a list of plugin names")
     programs = get("programs", list, optional=True) or []
     if not all(
         isinstance(p, str) and ".." not in Path(p).parts and not Path(p).is_absolute() for p in programs
@@ -189,6 +210,8 @@ def _bug_from_json(raw: Any, where: str) -> Bug:
         revision=get("revision", str),
         replaced=replaced,
         alt_titles=list(alt),
+        needs=list(dependence["needs"]),
+        also_without=list(dependence["also_without"]),
         count=count,
         first_seen=get("first_seen", str),
         last_seen=get("last_seen", str),
@@ -288,6 +311,9 @@ class BugStore:
         under joins its alternative titles, so the next occurrence seen from that side merges
         even when no other op was in flight."""
         bug.alt_titles = sorted((set(bug.alt_titles) | sig.titles) - {bug.title})
+        # A baseline bug first recorded without a variant, then met in the variant's campaign.
+        if not bug.needs:
+            bug.also_without = sorted(set(bug.also_without) | set(sig.also_without))
         bug.count += 1
         bug.first_seen = bug.first_seen or now
         bug.last_seen = now

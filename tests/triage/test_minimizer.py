@@ -13,7 +13,7 @@ from helpers import Op, program
 from scx import test_scx_variants as scxv
 from scx_helpers import REG
 from scx_helpers import alloc as scx_alloc
-from triage_helpers import arena_session, variant
+from triage_helpers import NEEDS, arena_session, variant
 
 from fuzzkit.errors import FuzzkitError, ProgramError
 from fuzzkit.program import Program, save
@@ -23,7 +23,7 @@ from fuzzkit.triage.anchors import Anchors
 from fuzzkit.triage.bench import minimize_figure, noisy_finding
 
 MERGED_TITLE = "I16 best-fit allocation failed while free space exists in arena.alloc (x86, merged)"
-RETRY_TITLE = "I16 scx_arena_alloc failed although the arena had room in scx.alloc (x86, fixed)"
+RETRY_TITLE = "I16 scx_arena_alloc failed although the arena had room in scx.alloc (x86, fixed)" + NEEDS
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,7 @@ def test_minimizer_keeps_the_one_preemption_a_race_needs() -> None:
     prog = program(ops, cpus=2, switches=[(after_read + 1, 1)])
     title = (
         "I8 installer overwrote REAL pte in arena.kernel_access at apply_range_set_scratch_cb (x86, fixed)"
+        + NEEDS
     )
     assert signature(s, prog).title == title  # type: ignore[union-attr]
     # Without the anchoring, dropping the noise leaves the switch at the old step: no race.

@@ -410,14 +410,18 @@ def generated_test(bundle: Path) -> ModuleType:
 def test_pipeline_reports_each_variant_once_minimized_with_a_failing_test(name: str, tmp_path: Path) -> None:
     case = CASES[name]
     buggy = case.buggy()
+    # A bug of a replaced primitive is the variant's: the baseline replay is clean.
+    replacing = sorted({r.plugin for r in buggy.registry.replacements.values()})
+    title = case.title + "".join(f", needs {p}" for p in replacing)
     found = fuzz(buggy, case.arch, case.revision, runs=case.runs, seed=case.seed, trigger=case.trigger)
-    exact = [p for p in found if signature(buggy, p).title == case.title]  # type: ignore[union-attr]
+    exact = [p for p in found if signature(buggy, p).title == title]  # type: ignore[union-attr]
     assert len(exact) >= 2, "the campaign finds the bug more than once, so dedup has work to do"
 
     result = triage(buggy, found, tmp_path, now=NOW)
 
     store = BugStore.load(tmp_path)
-    [bug] = [b for b in store.bugs if b.title == case.title]
+    [bug] = [b for b in store.bugs if b.title == title]
+    assert bug.needs == replacing and not bug.also_without
     assert bug.count >= len(exact) and bug.first_seen == bug.last_seen == NOW
     assert sum(b.count for b in store.bugs) == len(found), "every finding is counted in exactly one bug"
     [entry] = [t for t in result.bugs if t.bug.slug == bug.slug]
@@ -425,7 +429,7 @@ def test_pipeline_reports_each_variant_once_minimized_with_a_failing_test(name: 
     assert entry.minimized.size.shape == case.shape, entry.minimized.program.dumps()
     repro = load(tmp_path / bug.slug / "repro.json")
     assert [oc.op for oc in repro.ops] == case.ops
-    assert signature(buggy, repro).title == case.title  # type: ignore[union-attr]
+    assert signature(buggy, repro).title == title  # type: ignore[union-attr]
 
     [regression] = generated_test(tmp_path / bug.slug).test_no_longer_reproduces.cases
     with pytest.raises(pytest.fail.Exception, match="still reproduces"):

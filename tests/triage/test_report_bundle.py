@@ -15,7 +15,7 @@ from arena import test_invariants as inv
 from arena import test_variants as var
 from fuzzkit_arena import kernel
 from helpers import program
-from triage_helpers import arena_session, variant
+from triage_helpers import NEEDS, arena_session, variant
 from variants.arena_clear import clear_cb_without_scratch_skip
 
 from fuzzkit.program import load
@@ -25,7 +25,7 @@ from fuzzkit.triage.report import regression_test_name
 
 T1, T2 = "2026-06-01T10:00:00+00:00", "2026-06-02T10:00:00+00:00"
 MERGED_TITLE = "I16 best-fit allocation failed while free space exists in arena.alloc (x86, merged)"
-NO_SKIP_TITLE = "I1 scratch page freed before destroy in arena.free at arena_free_pages (x86, fixed)"
+NO_SKIP_TITLE = "I1 scratch page freed before destroy in arena.free at arena_free_pages (x86, fixed)" + NEEDS
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,7 @@ def test_report_names_the_replaced_primitive_and_its_plugin(no_skip: Session, tm
     assert "`apply_range_clear_cb` by plugin `variant` (no scratch skip)" in text
     assert "- **state broke**: step 15, cpu0, call 2 `arena.free`, in `arena_free_pages`" in text
     assert "Found with plugins loaded in-process, which no flag can load: variant." in text
+    assert "- **variant**: needs variant: the same program replayed without it shows no such bug" in text
 
 
 def test_generated_test_fails_under_pytest_while_the_bug_reproduces(merged_reports: Path) -> None:

@@ -15,6 +15,7 @@ from triage_helpers import (
     ALLOC_COMPLETES_LAST,
     FIRES_IN_ALLOC,
     FIRES_IN_FREE,
+    NEEDS,
     RACE_OPS,
     arena_session,
     variant,
@@ -69,7 +70,8 @@ def test_title_names_the_primitive_the_invariant_fired_in(arch: str) -> None:
     sig = signature(s, program(var.FREE_SCRATCHED, arch=arch))
     assert sig is not None
     assert (
-        sig.title == f"I1 scratch page freed before destroy in arena.free at arena_free_pages ({arch}, fixed)"
+        sig.title
+        == f"I1 scratch page freed before destroy in arena.free at arena_free_pages ({arch}, fixed)" + NEEDS
     )
 
 
@@ -92,7 +94,8 @@ def test_fault_path_stages_are_named_like_primitives() -> None:
     sig = signature(s, program([inv.CREATE, inv.kaccess(3)]))
     assert (
         sig is not None
-        and sig.title == "I6 recoverable arena fault ended in oops in arena.kernel_access (x86, fixed)"
+        and sig.title
+        == "I6 recoverable arena fault ended in oops in arena.kernel_access (x86, fixed)" + NEEDS
     )
     probe = Replayer(s).probe(program([inv.CREATE]))
     assert "bpf_arena_handle_page_fault" in {getattr(fn, "__name__", "") for fn, _ in probe.kernel.fault_path}
@@ -103,9 +106,11 @@ def test_I13_race_seen_from_both_sides_shares_an_alternative_title() -> None:
     in_free = signature(s, program(RACE_OPS, cpus=2, switches=FIRES_IN_FREE))
     in_alloc = signature(s, program(RACE_OPS, cpus=2, switches=FIRES_IN_ALLOC))
     assert in_free is not None and in_alloc is not None
-    assert in_free.title.endswith("in arena.free (x86, fixed)")
-    assert in_alloc.title.endswith("in arena.alloc (x86, fixed)")
-    race = "I13 nr_pages differs from the number of REAL ptes in arena.alloc vs arena.free (x86, fixed)"
+    assert in_free.title.endswith("in arena.free (x86, fixed)" + NEEDS)
+    assert in_alloc.title.endswith("in arena.alloc (x86, fixed)" + NEEDS)
+    race = (
+        "I13 nr_pages differs from the number of REAL ptes in arena.alloc vs arena.free (x86, fixed)" + NEEDS
+    )
     assert race in in_free.alt_titles and race in in_alloc.alt_titles
     # Each side also carries the other side's title: the op in flight may be the culprit.
     assert in_alloc.title in in_free.alt_titles and in_free.title in in_alloc.alt_titles
@@ -117,10 +122,10 @@ def test_I13_seen_at_two_ops_completion_alone_shares_only_the_completion_title()
     in_free = signature(s, program(RACE_OPS, cpus=2))
     in_alloc = signature(s, program(RACE_OPS, cpus=2, switches=ALLOC_COMPLETES_LAST))
     assert in_free is not None and in_alloc is not None
-    assert in_free.title.endswith("in arena.free (x86, fixed)")
-    assert in_alloc.title.endswith("in arena.alloc (x86, fixed)")
+    assert in_free.title.endswith("in arena.free (x86, fixed)" + NEEDS)
+    assert in_alloc.title.endswith("in arena.alloc (x86, fixed)" + NEEDS)
     assert in_free.in_flight == in_alloc.in_flight == (), "no race title links the two"
-    shared = "I13 nr_pages differs from the number of REAL ptes on op completion (x86, fixed)"
+    shared = "I13 nr_pages differs from the number of REAL ptes on op completion (x86, fixed)" + NEEDS
     assert in_free.titles & in_alloc.titles == {shared}
 
 

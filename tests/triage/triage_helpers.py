@@ -20,6 +20,8 @@ from fuzzkit.program import OpCall, Program
 from fuzzkit.runner import Session
 
 OTHER_SUBSYSTEMS = ["struct_ops", "scx"]
+#: What every title of a bug that needs the in-process variant of :func:`variant` ends in.
+NEEDS = ", needs variant"
 
 #: create, alloc(3) and free(3) on cpu0 and alloc(5) on cpu1, for a free that clears a PTE
 #: without uncharging it (I13). The two schedules were drawn by a seeded random scheduler: in
