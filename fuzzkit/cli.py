@@ -27,11 +27,12 @@ from fuzzkit.errors import (
 )
 from fuzzkit.plugins import registry_from_flags
 from fuzzkit.program import load
-from fuzzkit.registry import DEFAULT_REVISION, REVISIONS, Registry
+from fuzzkit.registry import DEFAULT_REVISION, Registry
 from fuzzkit.runner import Session, jsonable, ops_table, trace_json, trace_table
 from fuzzkit.text import printable
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "corpora" / "examples"
+#: Shipped with the package, so an installed fuzzkit finds them wherever it runs.
+EXAMPLES = Path(__file__).resolve().parent / "data" / "examples"
 BENCH_PROGRAMS = EXAMPLES.parent / "bench"
 #: Campaign output is relative to the working directory: where the user runs fuzzkit.
 REPORTS = Path("reports")
@@ -134,8 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--revision",
         default=DEFAULT_REVISION,
-        choices=REVISIONS,
-        help=f"code revision (R4), default {DEFAULT_REVISION}",
+        help=f"a code revision the plugins register (R4, see fuzzkit plugins), default {DEFAULT_REVISION}",
     )
     p.add_argument("--cpus", type=int, default=2, help="emulated CPUs (default 2)")
     p.add_argument(
@@ -199,12 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="the OSS-Fuzz project folder, or the repository for ClusterFuzzLite",
     )
-    p.add_argument("--arch", default="all", help="x86, arm64 or all (default all)")
+    p.add_argument("--arch", default="all", help="a loaded arch or all (every loaded arch, the default)")
     p.add_argument(
         "--revision",
         default="all",
-        choices=("merged", "fixed", "all"),
-        help="code revision (R4), default all",
+        help="a registered code revision (R4) or all (every one, the default)",
     )
     p.add_argument(
         "--cpus", type=int, action="append", metavar="N", help="emulated CPUs, repeatable (default 2)"
@@ -219,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--corpus",
         type=Path,
-        default=EXAMPLES.parent,
-        help=f"seed corpora come from CORPUS/<target>/ (default {EXAMPLES.parent})",
+        default=CORPORA,
+        help=f"seed corpora come from CORPUS/<target>/ (default {CORPORA}, as fuzz writes them)",
     )
     p.add_argument("--repo", metavar="URL", help="git URL the OSS-Fuzz build clones fuzzkit from (oss-fuzz)")
     p.add_argument("--contact", metavar="EMAIL", help="project.yaml primary_contact (oss-fuzz)")
@@ -548,8 +547,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     flags = tuple(_flags(args))
     autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
-    arches = ("x86", "arm64") if args.arch == "all" else (args.arch,)
-    revisions = ("merged", "fixed") if args.revision == "all" else (args.revision,)
+    reg = _registry(args)
+    arches = tuple(sorted(reg.arches)) if args.arch == "all" else (args.arch,)
+    revisions = reg.revision_names() if args.revision == "all" else (args.revision,)
     targets = [
         FuzzTarget(arch, revision, cpus, flags, tuple(args.ops), autoload=autoload)
         for arch in arches
