@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", parents=[common], help="list loaded plugins and what each registered")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also the contract in force: ops with argument domains, primitives with signature and "
+        "summary, each arch's fault path, injection points, invariants, revisions",
+    )
 
     p = sub.add_parser(
         "replay",
@@ -318,6 +325,8 @@ def _registry(args: argparse.Namespace) -> Registry:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from fuzzkit.describe import describe, render
+
     reg = _registry(args)
     what: dict[str, dict[str, list[str]]] = {p.name: {} for p in reg.plugins}
 
@@ -349,7 +358,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             }
             for p in reg.plugins
         ]
-        print(json.dumps({"plugins": out, "op_table": reg.fingerprint()}, indent=2))
+        doc: dict[str, Any] = {"plugins": out, "op_table": reg.fingerprint()}
+        if args.verbose:
+            doc["contract"] = describe(reg)
+        print(json.dumps(doc, indent=2))
         return EXIT_CLEAN
     rows = [
         [
@@ -369,6 +381,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         )
     )
     print(f"\nop table fingerprint: {reg.fingerprint()}")
+    if args.verbose:
+        print("\n" + render(describe(reg)))
     return EXIT_CLEAN
 
 
