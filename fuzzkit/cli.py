@@ -104,6 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "new-plugin",
+        parents=[common],
+        help="scaffold an installable plugin package",
+        description="Write an installable plugin package into DIR/NAME: pyproject.toml with the "
+        "fuzzkit entry point, the typed module, and a test replaying a program with and "
+        "without the plugin, which passes as generated once the package is installed.",
+    )
+    p.add_argument("name", metavar="NAME", help="plugin and module name, a lower-case identifier")
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=("variant", "subsystem", "arch"),
+        help="variant: replaces a primitive; subsystem: ops, primitives, invariants; arch: an arch",
+    )
+    p.add_argument("--dir", type=Path, default=Path(), help="where the package folder goes (default .)")
+
+    p = sub.add_parser(
         "replay",
         parents=[common],
         help="run program files exactly as recorded and print the step trace",
@@ -383,6 +400,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     print(f"\nop table fingerprint: {reg.fingerprint()}")
     if args.verbose:
         print("\n" + render(describe(reg)))
+    return EXIT_CLEAN
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from fuzzkit.scaffold import new_plugin
+
+    root = new_plugin(args.name, args.kind, args.dir)
+    print(f"wrote {printable(str(root))}: pyproject.toml, {args.name}/, tests/")
+    print(f"next: cd {printable(str(root))} && pip install -e . && python -m pytest")
     return EXIT_CLEAN
 
 
@@ -779,6 +805,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "plugins": cmd_plugins,
+    "new-plugin": cmd_new_plugin,
     "replay": cmd_replay,
     "fuzz": cmd_fuzz,
     "export": cmd_export,
