@@ -730,10 +730,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     reg = _registry(args)
     session = Session(reg)
-    arch = args.arch or (sorted(reg.arches)[0] if reg.arches else "x86")
+    if not (args.arch or reg.arches):
+        raise ConfigError("no arch plugin is loaded: nothing to measure")
+    arch = args.arch or sorted(reg.arches)[0]
+    revision = reg.default_revision()
     figures = []
     for cpus in (1, 2):
-        fig = emulator_throughput(session, arch, DEFAULT_REVISION, cpus, args.programs)
+        fig = emulator_throughput(session, arch, revision, cpus, args.programs)
         figures.append(fig)
         if not args.json:
             print(
@@ -751,7 +754,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         flags = args.plugin_flags + getattr(args, "sub_plugin_flags", [])
         rounds: list[float] = []
         try:
-            rounds = atheris_engine.bench(Target(arch, DEFAULT_REVISION, 2), 1000, flags)
+            rounds = atheris_engine.bench(Target(arch, revision, 2), 1000, flags)
         except FuzzkitError as exc:
             print(f"atheris: skipped ({exc})", flush=True)
         if rounds:
@@ -759,7 +762,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             engines["atheris_exec_per_second_lowest"] = min(rounds)
             engines["atheris_exec_per_second_highest"] = max(rounds)
         engines["hypothesis_examples_per_second"] = hypothesis_throughput(
-            session, arch, DEFAULT_REVISION, 2, 200
+            session, arch, revision, 2, 200
         )
         if "atheris_exec_per_second" in engines:
             engines["ratio"] = engines["atheris_exec_per_second"] / engines["hypothesis_examples_per_second"]

@@ -190,6 +190,11 @@ class Registry:
         is, under the name :data:`DEFAULT_REVISION`."""
         return tuple(self.revisions) or (DEFAULT_REVISION,)
 
+    def default_revision(self) -> str:
+        """:data:`DEFAULT_REVISION` when registered, else the first registered revision."""
+        names = self.revision_names()
+        return DEFAULT_REVISION if DEFAULT_REVISION in names else names[0]
+
     def primitive_names(self) -> list[str]:
         """Every replaceable name: primitives and fault-path stages."""
         return sorted({name for name, _ in self.primitives} | set(self.fault_stages))
