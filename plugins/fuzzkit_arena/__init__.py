@@ -12,7 +12,7 @@ from typing import Any
 
 import pluggy
 
-from fuzzkit_arena import invariants, kernel
+from fuzzkit_arena import create, invariants, kernel
 from fuzzkit_arena.ops import OPS
 
 hookimpl = pluggy.HookimplMarker("fuzzkit")
@@ -32,7 +32,7 @@ def fuzzkit_register_revisions(register: Any) -> None:
 @hookimpl
 def fuzzkit_register_primitives(register: Any) -> None:
     k = kernel
-    register("arena_map_alloc", k.arena_map_alloc, summary="arena creation: flags, size, scratch page")
+    register("arena_map_alloc", create.arena_map_alloc, summary="arena creation: flags, size, scratch page")
     register(
         "arena_in_recovery_band",
         k.arena_in_recovery_band,
