@@ -28,11 +28,12 @@ from fuzzkit.errors import (
 )
 from fuzzkit.plugins import registry_from_flags
 from fuzzkit.program import load
-from fuzzkit.registry import DEFAULT_REVISION, REVISIONS, Registry
+from fuzzkit.registry import DEFAULT_REVISION, Registry
 from fuzzkit.runner import Session, jsonable, ops_table, trace_json, trace_table
 from fuzzkit.text import printable
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "corpora" / "examples"
+#: Shipped with the package, so an installed fuzzkit finds them wherever it runs.
+EXAMPLES = Path(__file__).resolve().parent / "data" / "examples"
 BENCH_PROGRAMS = EXAMPLES.parent / "bench"
 #: Campaign output is relative to the working directory: where the user runs fuzzkit.
 REPORTS = Path("reports")
@@ -88,8 +89,7 @@ def _target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--revision",
         default=DEFAULT_REVISION,
-        choices=REVISIONS,
-        help=f"code revision (R4), default {DEFAULT_REVISION}",
+        help=f"a code revision the plugins register (R4, see fuzzkit plugins), default {DEFAULT_REVISION}",
     )
     p.add_argument("--cpus", type=int, default=2, help="emulated CPUs (default 2)")
     p.add_argument(
@@ -118,6 +118,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", parents=[common], help="list loaded plugins and what each registered")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also the contract in force: ops with argument domains, primitives with signature and "
+        "summary, each arch's fault path, injection points, invariants, revisions",
+    )
+
+    p = sub.add_parser(
+        "new-plugin",
+        parents=[common],
+        help="scaffold an installable plugin package",
+        description="Write an installable plugin package into DIR/NAME: pyproject.toml with the "
+        "fuzzkit entry point, the typed module, and a test replaying a program with and "
+        "without the plugin, which passes as generated once the package is installed.",
+    )
+    p.add_argument("name", metavar="NAME", help="plugin and module name, a lower-case identifier")
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=("variant", "subsystem", "arch"),
+        help="variant: replaces a primitive; subsystem: ops, primitives, invariants; arch: an arch",
+    )
+    p.add_argument("--dir", type=Path, default=Path(), help="where the package folder goes (default .)")
 
     p = sub.add_parser(
         "replay",
@@ -233,12 +257,11 @@ examples:
         metavar="DIR",
         help="the OSS-Fuzz project folder, or the repository for ClusterFuzzLite",
     )
-    p.add_argument("--arch", default="all", help="x86, arm64 or all (default all)")
+    p.add_argument("--arch", default="all", help="a loaded arch or all (every loaded arch, the default)")
     p.add_argument(
         "--revision",
         default="all",
-        choices=("merged", "fixed", "all"),
-        help="code revision (R4), default all",
+        help="a registered code revision (R4) or all (every one, the default)",
     )
     p.add_argument(
         "--cpus", type=int, action="append", metavar="N", help="emulated CPUs, repeatable (default 2)"
@@ -253,8 +276,8 @@ examples:
     p.add_argument(
         "--corpus",
         type=Path,
-        default=EXAMPLES.parent,
-        help=f"seed corpora come from CORPUS/<target>/ (default {EXAMPLES.parent})",
+        default=CORPORA,
+        help=f"seed corpora come from CORPUS/<target>/ (default {CORPORA}, as fuzz writes them)",
     )
     p.add_argument("--repo", metavar="URL", help="git URL the OSS-Fuzz build clones fuzzkit from (oss-fuzz)")
     p.add_argument("--contact", metavar="EMAIL", help="project.yaml primary_contact (oss-fuzz)")
@@ -374,10 +397,7 @@ examples:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--engine", choices=("auto", "atheris", "hypothesis"), default="auto")
-    p.add_argument("--arch", default="x86", help="an arch or 'all' (every loaded arch); default x86")
-    p.add_argument("--revision", default=DEFAULT_REVISION, choices=REVISIONS)
-    p.add_argument("--cpus", type=int, default=2, help="emulated CPUs (default 2)")
-    p.add_argument("--ops", action="append", default=[], metavar="PATTERN", help="as for fuzz")
+    _target_args(p)
     p.add_argument("--runs", type=int, default=None, help="executions or examples per campaign")
     p.add_argument("--seeds", type=int, default=3, help="campaigns per side (default 3)")
     p.add_argument("--seed", type=int, default=1, help="the first seed (default 1)")
@@ -398,6 +418,8 @@ def _registry(args: argparse.Namespace) -> Registry:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from fuzzkit.describe import describe, render
+
     reg = _registry(args)
     what: dict[str, dict[str, list[str]]] = {p.name: {} for p in reg.plugins}
 
@@ -429,7 +451,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             }
             for p in reg.plugins
         ]
-        print(json.dumps({"plugins": out, "op_table": reg.fingerprint()}, indent=2))
+        doc: dict[str, Any] = {"plugins": out, "op_table": reg.fingerprint()}
+        if args.verbose:
+            doc["contract"] = describe(reg)
+        print(json.dumps(doc, indent=2))
         return EXIT_CLEAN
     rows = [
         [
@@ -449,6 +474,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         )
     )
     print(f"\nop table fingerprint: {reg.fingerprint()}")
+    if args.verbose:
+        print("\n" + render(describe(reg)))
+    return EXIT_CLEAN
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from fuzzkit.scaffold import new_plugin
+
+    root = new_plugin(args.name, args.kind, args.dir)
+    print(f"wrote {printable(str(root))}: pyproject.toml, {args.name}/, tests/")
+    print(f"next: cd {printable(str(root))} && pip install -e . && python -m pytest")
     return EXIT_CLEAN
 
 
@@ -605,8 +641,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     flags = tuple(_flags(args))
     autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
-    arches = ("x86", "arm64") if args.arch == "all" else (args.arch,)
-    revisions = ("merged", "fixed") if args.revision == "all" else (args.revision,)
+    reg = _registry(args)
+    arches = tuple(sorted(reg.arches)) if args.arch == "all" else (args.arch,)
+    revisions = reg.revision_names() if args.revision == "all" else (args.revision,)
     targets = [
         FuzzTarget(arch, revision, cpus, flags, tuple(args.ops), autoload=autoload)
         for arch in arches
@@ -773,10 +810,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     reg = _registry(args)
     session = Session(reg)
-    arch = args.arch or (sorted(reg.arches)[0] if reg.arches else "x86")
+    if not (args.arch or reg.arches):
+        raise ConfigError("no arch plugin is loaded: nothing to measure")
+    arch = args.arch or sorted(reg.arches)[0]
+    revision = reg.default_revision()
     figures = []
     for cpus in (1, 2):
-        fig = emulator_throughput(session, arch, DEFAULT_REVISION, cpus, args.programs)
+        fig = emulator_throughput(session, arch, revision, cpus, args.programs)
         figures.append(fig)
         if not args.json:
             print(
@@ -794,7 +834,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         flags = _flags(args)
         rounds: list[float] = []
         paired: list[float] = []
-        target = Target(arch, DEFAULT_REVISION, 2)
+        target = Target(arch, revision, 2)
         try:
             rounds = atheris_engine.bench(target, 1000, flags)
             # Aggregate executions per second of a campaign with --jobs 2: two workers on the
@@ -819,7 +859,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     flush=True,
                 )
         engines["hypothesis_examples_per_second"] = hypothesis_throughput(
-            session, arch, DEFAULT_REVISION, 2, 200
+            session, arch, revision, 2, 200
         )
         if "atheris_exec_per_second" in engines:
             engines["ratio"] = engines["atheris_exec_per_second"] / engines["hypothesis_examples_per_second"]
@@ -909,6 +949,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "plugins": cmd_plugins,
+    "new-plugin": cmd_new_plugin,
     "replay": cmd_replay,
     "fuzz": cmd_fuzz,
     "compare": cmd_compare,

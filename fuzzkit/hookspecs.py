@@ -18,17 +18,115 @@ the op table, never depends on install order.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
+if TYPE_CHECKING:
+    from fuzzkit.domains import Domain
+    from fuzzkit.machine.arch import Arch, Fault
+    from fuzzkit.machine.core import Call, Cpu, Machine, Page
+
 hookspec = pluggy.HookspecMarker("fuzzkit")
+
+# -- the callables handed to the hooks, typed so mypy checks a plugin's registrations --------
+
+
+class RegisterArch(Protocol):
+    def __call__(self, arch_class: type[Arch], /) -> None: ...
+
+
+class RegisterRevision(Protocol):
+    def __call__(self, name: str, /, *, summary: str) -> None: ...
+
+
+class RegisterPrimitive(Protocol):
+    def __call__(
+        self, name: str, fn: Callable[..., Any], /, *, summary: str, revision: str | None = None
+    ) -> None: ...
+
+
+class RegisterFaultStage(Protocol):
+    def __call__(self, name: str, fn: FaultStageFn, /, *, summary: str) -> None: ...
+
+
+class RegisterInjectionPoint(Protocol):
+    def __call__(self, name: str, /, *, summary: str) -> None: ...
+
+
+class RegisterOp(Protocol):
+    def __call__(
+        self,
+        op_id: str,
+        executor: Callable[..., Any],
+        /,
+        *,
+        args: Mapping[str, Domain],
+        summary: str,
+        rules: tuple[str, ...] = (),
+        creates: str | None = None,
+        weight: float = 1.0,
+    ) -> None: ...
+
+
+class RegisterInvariant(Protocol):
+    def __call__(
+        self,
+        spec_id: str,
+        name: str,
+        /,
+        *,
+        summary: str,
+        on: Mapping[str, Callable[..., None]],
+        arch: str | None = None,
+        ops: tuple[str, ...] | None = None,
+    ) -> None: ...
+
+
+class Replace(Protocol):
+    def __call__(self, name: str, fn: Callable[..., Any], /, *, reason: str, wraps: bool = False) -> None: ...
+
+
+class FaultStageFn(Protocol):
+    """A fault-path stage: a generator yielding step labels, returning an outcome or None."""
+
+    def __call__(self, m: Machine, cpu: Cpu, fault: Fault, /) -> Any: ...
+
+
+# One Protocol per machine event an invariant observes: ``on={"pte_set": check}`` with a
+# check annotated by one of these is checked by mypy.
+
+
+class PteSetCheck(Protocol):
+    def __call__(self, m: Machine, cpu: Cpu, vpage: int, old: int, new: int, /) -> None: ...
+
+
+class PageFreeCheck(Protocol):
+    def __call__(self, m: Machine, cpu: Cpu, page: Page, /) -> None: ...
+
+
+class TlbFlushCheck(Protocol):
+    def __call__(self, m: Machine, cpu: Cpu, lo_vpage: int, hi_vpage: int, /) -> None: ...
+
+
+class FaultDoneCheck(Protocol):
+    def __call__(self, m: Machine, cpu: Cpu, fault: Fault, outcome: str, /) -> None: ...
+
+
+class OpDoneCheck(Protocol):
+    def __call__(self, m: Machine, cpu: Cpu, call: Call, result: Any, /) -> None: ...
+
+
+class AccessCheck(Protocol):
+    def __call__(self, m: Machine, cpu: Cpu, vpage: int, page: Page, write: bool, how: str, /) -> None: ...
+
 
 # -- arches ------------------------------------------------------------------------------
 
 
 @hookspec
-def fuzzkit_register_arches(register: Any) -> None:
+def fuzzkit_register_arches(register: RegisterArch) -> None:
     """Register arch backends.
 
     ``register(arch_class)`` takes a subclass of :class:`fuzzkit.Arch` with its PTE encoding
@@ -39,11 +137,21 @@ def fuzzkit_register_arches(register: Any) -> None:
     """
 
 
+@hookspec
+def fuzzkit_register_revisions(register: RegisterRevision) -> None:
+    """Register code revisions of the modelled mechanism (R4).
+
+    ``register(name, *, summary)``. ``--revision`` and a program's ``config.revision`` name one;
+    primitives registered for a revision (``register(..., revision=name)``) model how it
+    differs. A plugin set that registers none has one revision, ``fixed``.
+    """
+
+
 # -- kernel primitives --------------------------------------------------------------------
 
 
 @hookspec
-def fuzzkit_register_primitives(register: Any) -> None:
+def fuzzkit_register_primitives(register: RegisterPrimitive) -> None:
     """Register named kernel primitives (DESIGN principle 5).
 
     ``register(name, fn, *, summary, revision=None)``. ``name`` is the kernel's name for the
@@ -52,14 +160,19 @@ def fuzzkit_register_primitives(register: Any) -> None:
     steps (it then yields a label after each one). Executors reach primitives as
     ``machine.k.<name>``, so a replacement takes effect everywhere.
 
-    ``revision`` restricts the registration to one code revision (``"merged"`` or
-    ``"fixed"``, see R4); register one per revision to model a change between them. A name
-    registered twice for the same revision fails start-up.
+    ``revision`` restricts the registration to one registered code revision (see
+    ``fuzzkit_register_revisions``); register one per revision to model a change between them.
+    A name registered twice for the same revision fails start-up.
+
+    Every kernel function the model names is a primitive (or a fault-path stage, which is
+    replaceable the same way), so that a design variant replaces it instead of copying its
+    callers. :class:`fuzzkit.Primitives` lists the first-party ones with their signatures:
+    ``m.k`` is typed by it, so mypy catches a misspelt name or a wrong call.
     """
 
 
 @hookspec
-def fuzzkit_register_fault_stages(register: Any) -> None:
+def fuzzkit_register_fault_stages(register: RegisterFaultStage) -> None:
     """Register stages of the kernel fault path.
 
     ``register(name, fn, *, summary)``. ``fn(machine, cpu, fault)`` is a generator function
@@ -71,7 +184,7 @@ def fuzzkit_register_fault_stages(register: Any) -> None:
 
 
 @hookspec
-def fuzzkit_register_injection_points(register: Any) -> None:
+def fuzzkit_register_injection_points(register: RegisterInjectionPoint) -> None:
     """Register the points where an injected failure can fire.
 
     ``register(name, *, summary)``. Code reaches a point with ``machine.inject(name)``, which
@@ -84,7 +197,7 @@ def fuzzkit_register_injection_points(register: Any) -> None:
 
 
 @hookspec
-def fuzzkit_register_ops(register: Any) -> None:
+def fuzzkit_register_ops(register: RegisterOp) -> None:
     """Register operations, the units programs are made of.
 
     ``register(op_id, executor, *, args, summary, rules=(), creates=None, weight=1.0)``. ``op_id`` is a
@@ -99,7 +212,7 @@ def fuzzkit_register_ops(register: Any) -> None:
 
 
 @hookspec
-def fuzzkit_register_invariants(register: Any) -> None:
+def fuzzkit_register_invariants(register: RegisterInvariant) -> None:
     """Register oracles.
 
     ``register(spec_id, name, *, summary, on, arch=None, ops=None)``. ``spec_id`` is the SPEC
@@ -118,13 +231,23 @@ def fuzzkit_register_invariants(register: Any) -> None:
 
 
 @hookspec
-def fuzzkit_replace_primitives(replace: Any) -> None:
+def fuzzkit_replace_primitives(replace: Replace) -> None:
     """Replace named primitives to model a design variant or a suspected bug.
 
-    ``replace(name, fn, *, reason)``, called after every plugin has registered. The name must
-    exist, ``fn`` must be of the same kind (generator function or not) as what it replaces,
-    and only one plugin may replace a given primitive. Replacements show in
-    ``fuzzkit plugins`` and in every finding.
+    ``replace(name, fn, *, reason, wraps=False)``, called after every plugin has registered.
+    ``name`` is a primitive or a fault-path stage; ``fn`` must be of the same kind (generator
+    function or not) as what it replaces and accept its arguments (checked at start-up), and
+    only one plugin may replace a given name. Replacements show in ``fuzzkit plugins`` and in
+    every finding.
+
+    With ``wraps=True`` the replacement is handed the implementation it replaces (for the
+    run's revision) as the keyword argument ``original``, bound once when the run's kernel is
+    compiled, so wrapping costs one plain call per step::
+
+        def wide_band(m, arena, addr, *, original):
+            return original(m, arena, addr) or original(m, arena, addr + GUARD_SZ // 2)
+
+        replace("arena_in_recovery_band", wide_band, reason="wider band", wraps=True)
     """
 
 

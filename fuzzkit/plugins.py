@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
@@ -99,6 +100,11 @@ def load_registry(
 def _import_plugin(ref: str) -> object:
     """The object ``module[:attribute]`` names, for ``-p`` with no installed plugin by that name."""
     module_name, _, attr = ref.partition(":")
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        # As `python -m` does: a variant being tried out is a file in the folder fuzzkit runs
+        # in, which the `fuzzkit` script (its own folder first on the path) would not see.
+        sys.path.insert(0, cwd)
     try:
         obj: object = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

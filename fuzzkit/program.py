@@ -39,7 +39,7 @@ from typing import Any
 
 from fuzzkit.errors import ProgramError
 from fuzzkit.machine.core import Call
-from fuzzkit.registry import DEFAULT_REVISION, REVISIONS, Kernel
+from fuzzkit.registry import DEFAULT_REVISION, Kernel
 from fuzzkit.text import document_problem
 
 KIND = "program"
@@ -178,8 +178,6 @@ def from_json(doc: Any, source: str = "<program>") -> Program:
         description=top.get("description", str, ""),
         recorded_with=top.get("recorded_with", dict, {}),
     )
-    if prog.revision not in REVISIONS:
-        raise cfg.error("revision", f"unknown revision '{prog.revision}'; one of {', '.join(REVISIONS)}")
     if not 1 <= prog.cpus <= 64:
         raise cfg.error("cpus", f"must be between 1 and 64, got {prog.cpus}")
     for i, raw in enumerate(top.get("ops", list)):

@@ -10,6 +10,7 @@ looks anything up by name and never calls pluggy.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import re
@@ -22,8 +23,8 @@ from fuzzkit.domains import Choice, Domain, Handle, Int
 from fuzzkit.errors import ConfigError, PluginError
 from fuzzkit.machine.arch import Arch
 
-#: Code revisions of the mechanism (R4). ``fixed`` is the default.
-REVISIONS = ("merged", "fixed")
+#: The revision a program file without ``config.revision`` names (program schema 1). Which
+#: revisions exist is the plugins' business (``fuzzkit_register_revisions``).
 DEFAULT_REVISION = "fixed"
 
 #: Machine events invariants can observe (see ``fuzzkit_register_invariants``).
@@ -32,6 +33,7 @@ EVENTS = ("pte_set", "page_free", "tlb_flush", "fault_done", "op_done", "access"
 #: Order in which registration hooks run; replacements come last so they can see everything.
 PHASES = (
     "fuzzkit_register_arches",
+    "fuzzkit_register_revisions",
     "fuzzkit_register_primitives",
     "fuzzkit_register_fault_stages",
     "fuzzkit_register_injection_points",
@@ -87,12 +89,21 @@ class Replacement:
     fn: Callable[..., Any]
     reason: str
     plugin: str
+    #: ``fn`` is handed the implementation it replaces as the keyword ``original``.
+    wraps: bool = False
 
 
 @dataclass(frozen=True)
 class FaultStage:
     name: str
     fn: Callable[..., Any]
+    summary: str
+    plugin: str
+
+
+@dataclass(frozen=True)
+class Revision:
+    name: str
     summary: str
     plugin: str
 
@@ -137,6 +148,8 @@ class Kernel:
 class Registry:
     plugins: list[PluginInfo] = field(default_factory=list)
     arches: dict[str, tuple[type[Arch], str]] = field(default_factory=dict)
+    #: Code revisions of the modelled mechanism, in registration order (R4).
+    revisions: dict[str, Revision] = field(default_factory=dict)
     primitives: dict[tuple[str, str | None], Primitive] = field(default_factory=dict)
     replacements: dict[str, Replacement] = field(default_factory=dict)
     fault_stages: dict[str, FaultStage] = field(default_factory=dict)
@@ -172,8 +185,19 @@ class Registry:
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def revision_names(self) -> tuple[str, ...]:
+        """Every registered revision; a plugin set that registers none runs the one code there
+        is, under the name :data:`DEFAULT_REVISION`."""
+        return tuple(self.revisions) or (DEFAULT_REVISION,)
+
+    def default_revision(self) -> str:
+        """:data:`DEFAULT_REVISION` when registered, else the first registered revision."""
+        names = self.revision_names()
+        return DEFAULT_REVISION if DEFAULT_REVISION in names else names[0]
+
     def primitive_names(self) -> list[str]:
-        return sorted({name for name, _ in self.primitives})
+        """Every replaceable name: primitives and fault-path stages."""
+        return sorted({name for name, _ in self.primitives} | set(self.fault_stages))
 
     # -- compile -------------------------------------------------------------------------
 
@@ -181,8 +205,8 @@ class Registry:
         if arch not in self.arches:
             known = ", ".join(sorted(self.arches)) or "none (no arch plugin loaded)"
             raise ConfigError(f"unknown arch '{arch}'; loaded arches: {known}")
-        if revision not in REVISIONS:
-            raise ConfigError(f"unknown revision '{revision}'; one of {', '.join(REVISIONS)}")
+        if revision not in self.revision_names():
+            raise ConfigError(f"unknown revision '{revision}'; one of {', '.join(self.revision_names())}")
         if not 1 <= cpus <= 64:
             raise ConfigError(f"cpus must be between 1 and 64, got {cpus}")
         arch_obj = self.arches[arch][0]()
@@ -191,12 +215,16 @@ class Registry:
             entry = self.primitives.get((name, revision)) or self.primitives.get((name, None))
             if entry is not None:
                 prims[name] = entry.fn
+        for name, stage in self.fault_stages.items():
+            prims[name] = stage.fn
         for name, rep in sorted(self.replacements.items()):
-            prims[name] = rep.fn
+            # Bound once here, so a wrapping replacement costs one plain call per step.
+            if not rep.wraps:
+                prims[name] = rep.fn
+            elif name in prims:
+                prims[name] = functools.partial(rep.fn, original=prims[name])
         path = tuple(
-            (self.fault_stages[stage].fn, kinds)
-            for stage, kinds in arch_obj.fault_path
-            if stage in self.fault_stages
+            (prims[stage], kinds) for stage, kinds in arch_obj.fault_path if stage in self.fault_stages
         )
         observers: dict[str, list[Callable[..., None]]] = {e: [] for e in EVENTS}
         op_done: dict[str, list[Callable[..., None]]] = {op: [] for op in self.ops}
@@ -253,7 +281,7 @@ class Registrar:
     ) -> None:
         if not _NAME.match(name) or not callable(fn):
             raise self._fail(f"primitive '{name}' needs an identifier name and a callable")
-        if revision is not None and revision not in REVISIONS:
+        if revision is not None and revision not in self.registry.revision_names():
             raise self._fail(f"primitive '{name}' names unknown revision '{revision}'")
         clash = [
             p
@@ -269,7 +297,17 @@ class Registrar:
             raise self._fail(f"fault stage '{name}' must be a generator function")
         if name in self.registry.fault_stages:
             raise self._dup("fault stage", name, self.registry.fault_stages[name].plugin)
+        clash = [p for (n, _), p in self.registry.primitives.items() if n == name]
+        if clash:
+            raise self._dup("primitive", name, clash[0].plugin)
         self.registry.fault_stages[name] = FaultStage(name, fn, summary, self.plugin)
+
+    def revision(self, name: str, *, summary: str) -> None:
+        if not _NAME.match(name):
+            raise self._fail(f"revision '{name}' is not an identifier")
+        if name in self.registry.revisions:
+            raise self._dup("revision", name, self.registry.revisions[name].plugin)
+        self.registry.revisions[name] = Revision(name, summary, self.plugin)
 
     def injection_point(self, name: str, *, summary: str) -> None:
         if not _NAME.match(name):
@@ -326,25 +364,47 @@ class Registrar:
             raise self._dup("invariant", f"{spec_id}/{name}", self.registry.invariants[key].plugin)
         self.registry.invariants[key] = Invariant(spec_id, name, summary, dict(on), arch, ops, self.plugin)
 
-    def replace(self, name: str, fn: Callable[..., Any], *, reason: str) -> None:
-        originals = [p for (n, _), p in self.registry.primitives.items() if n == name]
+    def replace(self, name: str, fn: Callable[..., Any], *, reason: str, wraps: bool = False) -> None:
+        originals = [p.fn for (n, _), p in self.registry.primitives.items() if n == name]
+        if name in self.registry.fault_stages:
+            originals.append(self.registry.fault_stages[name].fn)
         if not originals:
             known = ", ".join(self.registry.primitive_names())
             raise self._fail(f"replaces primitive '{name}', which no plugin registers; known: {known}")
         if name in self.registry.replacements:
             owner = self.registry.culprit(self.registry.replacements[name].plugin)
             raise self._fail(f"primitive '{name}' is already replaced by {owner}")
-        if inspect.isgeneratorfunction(fn) != inspect.isgeneratorfunction(originals[0].fn):
-            kind = (
-                "a generator function" if inspect.isgeneratorfunction(originals[0].fn) else "a plain function"
-            )
+        if inspect.isgeneratorfunction(fn) != inspect.isgeneratorfunction(originals[0]):
+            kind = "a generator function" if inspect.isgeneratorfunction(originals[0]) else "a plain function"
             raise self._fail(f"replacement for '{name}' must be {kind}, like the original")
-        self.registry.replacements[name] = Replacement(name, fn, reason, self.plugin)
+        problem = _signature_mismatch(originals[0], fn, wraps)
+        if problem:
+            raise self._fail(f"replacement for '{name}' {problem}")
+        self.registry.replacements[name] = Replacement(name, fn, reason, self.plugin, wraps)
+
+
+def _signature_mismatch(original: Callable[..., Any], fn: Callable[..., Any], wraps: bool) -> str:
+    """Why ``fn`` cannot be called the way ``original`` is, or "": found at start-up rather
+    than at the first call, which may be deep in a campaign."""
+    try:
+        want, have = inspect.signature(original), inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return ""
+    positional = [
+        p.name for p in want.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    try:
+        have.bind(*positional, **({"original": original} if wraps else {}))
+    except TypeError as exc:
+        sig = f"({', '.join(positional)}{', *, original' if wraps else ''})"
+        return f"does not take the original's arguments {sig}: {exc}"
+    return ""
 
 
 #: Which Registrar method serves which hook.
 HOOK_METHODS = {
     "fuzzkit_register_arches": "arch",
+    "fuzzkit_register_revisions": "revision",
     "fuzzkit_register_primitives": "primitive",
     "fuzzkit_register_fault_stages": "fault_stage",
     "fuzzkit_register_injection_points": "injection_point",

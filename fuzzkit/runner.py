@@ -11,7 +11,7 @@ from fuzzkit.errors import ConfigError, ProgramError
 from fuzzkit.machine.choices import ChoiceSource, Replay
 from fuzzkit.machine.core import OP_STEP_BUDGET, Call, Machine, RunResult, TraceStep
 from fuzzkit.program import Program, resolve
-from fuzzkit.registry import REVISIONS, Kernel, Registry
+from fuzzkit.registry import Kernel, Registry
 from fuzzkit.text import printable
 
 
@@ -60,7 +60,7 @@ class Session:
                 "arch"
                 if program.arch not in self.registry.arches
                 else "revision"
-                if program.revision not in REVISIONS
+                if program.revision not in self.registry.revision_names()
                 else "cpus"
             )
             raise ProgramError(f"{source}: config.{field}: {exc}") from None

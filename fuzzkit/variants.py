@@ -14,22 +14,27 @@ from typing import Any
 
 import pluggy
 
+from fuzzkit.hookspecs import Replace
+
 hookimpl = pluggy.HookimplMarker("fuzzkit")
 
 
 class Replacement:
     """A plugin replacing the named primitives with the given functions."""
 
-    def __init__(self, reason: str, fns: dict[str, Callable[..., Any]]) -> None:
+    def __init__(self, reason: str, fns: dict[str, Callable[..., Any]], *, wraps: bool = False) -> None:
         self.__name__ = "variant." + ".".join(fns)
-        self.reason, self.fns = reason, fns
+        self.reason, self.fns, self.wraps = reason, fns, wraps
 
     @hookimpl
-    def fuzzkit_replace_primitives(self, replace: Any) -> None:
+    def fuzzkit_replace_primitives(self, replace: Replace) -> None:
         for name, fn in self.fns.items():
-            replace(name, fn, reason=self.reason)
+            replace(name, fn, reason=self.reason, wraps=self.wraps)
 
 
-def replacing(*, reason: str, name: str = "variant", **fns: Callable[..., Any]) -> tuple[str, Replacement]:
-    """``(plugin name, plugin)`` for ``load_registry(extra=[...])``."""
-    return name, Replacement(reason, fns)
+def replacing(
+    *, reason: str, name: str = "variant", wraps: bool = False, **fns: Callable[..., Any]
+) -> tuple[str, Replacement]:
+    """``(plugin name, plugin)`` for ``load_registry(extra=[...])``. With ``wraps=True`` each
+    function is handed the one it replaces as the keyword ``original``."""
+    return name, Replacement(reason, fns, wraps=wraps)

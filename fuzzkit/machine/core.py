@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fuzzkit.errors import PluginFailure
 from fuzzkit.machine import guard
@@ -42,6 +42,7 @@ from fuzzkit.machine.blame import blame
 from fuzzkit.machine.choices import ChoiceSource
 
 if TYPE_CHECKING:
+    from fuzzkit.primitives import Primitives
     from fuzzkit.registry import Kernel, OpSpec
 
 #: An executor or primitive that may yield: returns its result through StopIteration.
@@ -262,7 +263,7 @@ class Machine:
         self.kernel = kernel
         self.arch: Arch = kernel.arch
         #: Resolved named primitives: ``m.k.ptep_try_set(...)`` (DESIGN principle 5).
-        self.k = kernel.prims
+        self.k = cast("Primitives", kernel.prims)
         self.revision = kernel.revision
         self.cpus = [Cpu(i) for i in range(kernel.cpus)]
         for call in calls:

@@ -111,7 +111,8 @@ class Probe:
         #: (step, vpage) of each PTE write -> the primitives making it, innermost first.
         self._writers: dict[tuple[int, int], list[str]] = {}
         prims = {name: self._attribute(name, fn) for name, fn in vars(kernel.prims).items()}
-        stage_names = {id(st.fn): name for name, st in registry.fault_stages.items()}
+        # The compiled stages, replacements included, are primitives under their stage names.
+        stage_names = {id(getattr(kernel.prims, name)): name for name in registry.fault_stages}
         path = tuple(
             (self._attribute(stage_names.get(id(fn), getattr(fn, "__name__", "?")), fn), kinds)
             for fn, kinds in kernel.fault_path

@@ -47,7 +47,7 @@ another configuration. Written by fuzzkit triage; edit freely.
 
 from pathlib import Path
 
-from fuzzkit.pytest_plugin import fuzzkit_regressions
+from fuzzkit import fuzzkit_regressions
 
 # cd {folder}
 # python -m pytest {test}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pluggy
 
-from fuzzkit_arena import invariants, kernel
+from fuzzkit_arena import create, invariants, kernel
 from fuzzkit_arena.ops import OPS
 
 hookimpl = pluggy.HookimplMarker("fuzzkit")
@@ -23,8 +23,31 @@ FUZZKIT_COVERAGE = ("fuzzkit_arena.kernel", "fuzzkit_arena.range_tree")
 
 
 @hookimpl
+def fuzzkit_register_revisions(register: Any) -> None:
+    # R4: the two versions of apply_range_set_cb().
+    register("merged", summary="R4 as merged: -EBUSY over any non-none PTE, a scratched slot too")
+    register("fixed", summary="R4 as fixed: replaces the scratch page with break-before-make")
+
+
+@hookimpl
 def fuzzkit_register_primitives(register: Any) -> None:
     k = kernel
+    register("arena_map_alloc", create.arena_map_alloc, summary="arena creation: flags, size, scratch page")
+    register(
+        "arena_in_recovery_band",
+        k.arena_in_recovery_band,
+        summary="R15 band test: kbase up to 4 GiB plus the upper half-guard",
+    )
+    register(
+        "bpf_prog_report_arena_violation",
+        k.bpf_prog_report_arena_violation,
+        summary="R18 report to the main program's stderr stream",
+    )
+    register(
+        "apply_to_existing_page_range",
+        k.apply_to_existing_page_range,
+        summary="walk of the present PTEs of a range (free and destroy, R7, R19)",
+    )
     register(
         "apply_range_set_cb",
         k.apply_range_set_cb_merged,
@@ -59,6 +82,7 @@ def fuzzkit_register_primitives(register: Any) -> None:
     register("arena_reserve_pages", k.arena_reserve_pages, summary="R10 reserve")
     register("arena_vm_fault", k.arena_vm_fault, summary="R11 user fault")
     register("arena_map_free", k.arena_map_free, summary="R19 destroy")
+    register("zap_pages", k.zap_pages, summary="R7 remove a freed range from user mappings")
 
 
 @hookimpl

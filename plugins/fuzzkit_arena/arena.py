@@ -188,7 +188,9 @@ class Arena:
         return ((uaddr - (self.user_vm_start & 0xFFFFFFFF)) & 0xFFFFFFFF) >> PAGE_SHIFT
 
     def in_recovery_band(self, addr: int) -> bool:
-        """R15: the 4 GiB band plus the upper half-guard; the lower half-guard is excluded."""
+        """R15: the 4 GiB band plus the upper half-guard; the lower half-guard is excluded.
+        The band the oracles hold the fault handler to, whatever a variant's
+        ``arena_in_recovery_band`` says."""
         return self.kbase <= addr & ~(PAGE_SIZE - 1) < self.kbase + SZ_4G + GUARD_SZ // 2
 
     def rebased(self, kaddr: int) -> int:

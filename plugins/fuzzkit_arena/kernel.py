@@ -135,32 +135,40 @@ def bpf_prog_find_from_stack(m: Machine, cpu: Cpu) -> BpfProg | None:
     return None
 
 
-def report_arena_violation(m: Machine, cpu: Cpu, prog: BpfProg, write: bool, offset: int) -> None:
-    """R18: report to the main program's stderr stream with the rebased address."""
+def bpf_prog_report_arena_violation(m: Machine, cpu: Cpu, prog: BpfProg, write: bool, offset: int) -> None:
+    """R18 (kernel/bpf/core.c): report to the main program's stderr stream with the rebased
+    address."""
     main = prog.main_prog()
     main.stream.push(m, cpu.id, violation_text(write, main.arena, offset, cpu.stack))
 
 
+def arena_in_recovery_band(m: Machine, arena: Arena, addr: int) -> bool:
+    """R15, the range test of bpf_arena_handle_page_fault() (kernel/bpf/arena.c). A primitive
+    so that a variant can move the band; the oracles keep checking R15's band."""
+    return arena.in_recovery_band(addr)
+
+
 def bpf_arena_handle_page_fault(m: Machine, cpu: Cpu, fault: Fault) -> Steps:
     """R15, the arch fault hook. Takes no lock: the fault may nest inside the lock holder."""
-    prog = m.k.bpf_prog_find_from_stack(m, cpu)
+    k = m.k
+    prog = k.bpf_prog_find_from_stack(m, cpu)
     if prog is None:
         return None
     arena = prog.main_prog().arena
     if arena is None:
         return None
     page_addr = fault.addr & ~(PAGE_SIZE - 1)
-    if not arena.in_recovery_band(page_addr):
+    if not k.arena_in_recovery_band(m, arena, page_addr):
         return None
-    yield from m.k.apply_range_set_scratch_cb(m, cpu, arena, page_addr >> PAGE_SHIFT)
-    report_arena_violation(m, cpu, prog, fault.write, page_addr - arena.kbase)
+    yield from k.apply_range_set_scratch_cb(m, cpu, arena, page_addr >> PAGE_SHIFT)
+    k.bpf_prog_report_arena_violation(m, cpu, prog, fault.write, page_addr - arena.kbase)
     return RETRY
 
 
 # -- walking existing PTEs ---------------------------------------------------------------------
 
 
-def present_vpages(m: Machine, lo: int, hi: int) -> list[int]:
+def apply_to_existing_page_range(m: Machine, lo: int, hi: int) -> list[int]:
     """apply_to_existing_page_range(): the non-none PTEs in ``[lo, hi)``, in address order.
     Sparse on purpose: a 1M-page range costs what is mapped, not its size."""
     if hi - lo <= len(m.ptes):
@@ -173,7 +181,7 @@ def present_vpages(m: Machine, lo: int, hi: int) -> list[int]:
 def clear_range(m: Machine, cpu: Cpu, arena: Arena, lo: int, n: int) -> Steps:
     """Clear every present PTE of ``[lo, lo+n)`` and return the real pages to free."""
     pages = []
-    for vpage in present_vpages(m, lo, lo + n):
+    for vpage in m.k.apply_to_existing_page_range(m, lo, lo + n):
         page = yield from m.k.apply_range_clear_cb(m, cpu, arena, vpage)
         if page is not None:
             pages.append(page)
@@ -296,7 +304,7 @@ def arena_free_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: i
     # the range and install into it while TLBs still hold the cleared translations.
     yield "spin_unlock"
     yield from m.k.flush_tlb_kernel_range(m, cpu, kpage, kpage + page_cnt)
-    yield from zap_pages(m, cpu, arena, full_uaddr, page_cnt)
+    yield from m.k.zap_pages(m, cpu, arena, full_uaddr, page_cnt)
     yield from free_collected(m, cpu, pages)
     return "freed"
 
@@ -319,7 +327,7 @@ def arena_free_worker(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
     for uaddr, page_cnt in spans:
         kpage = (arena.kbase + uaddr) >> PAGE_SHIFT
         yield from m.k.flush_tlb_kernel_range(m, cpu, kpage, kpage + page_cnt)
-        yield from zap_pages(m, cpu, arena, clear_lo32(arena.user_vm_start) + uaddr, page_cnt)
+        yield from m.k.zap_pages(m, cpu, arena, clear_lo32(arena.user_vm_start) + uaddr, page_cnt)
     yield from free_collected(m, cpu, pages)
     return len(spans)
 
@@ -391,7 +399,7 @@ def arena_map_free(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
         yield from m.k.arena_free_worker(m, cpu, arena)
     lo = arena.kbase >> PAGE_SHIFT
     hi = lo + ((1 << 32) + (32 << 10) >> PAGE_SHIFT)
-    vpages = present_vpages(m, lo, hi)
+    vpages = m.k.apply_to_existing_page_range(m, lo, hi)
     pages = [p for p in (m.page_of(m.ptes[v]) for v in vpages) if p is not None and p is not arena.scratch]
     # existing_page_cb frees pages while their PTEs are still set and free_vm_area() then
     # tears the tables down; nothing can reach the band any more, so clearing first (what

@@ -25,8 +25,6 @@ from fuzzkit_arena.arena import (
     Arena,
     BpfProg,
 )
-from fuzzkit_arena.kernel import report_arena_violation
-from fuzzkit_arena.reference import rt_set
 
 FLAGS = {
     "mmapable": BPF_F_MMAPABLE,
@@ -83,12 +81,6 @@ def op_create(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
     flags = FLAGS[args["flags"]]
     max_entries = args["max_entries"]
     index = len(m.handles.get("arena", []))
-    if (
-        max_entries == 0
-        or not flags & BPF_F_MMAPABLE
-        or flags & ~(BPF_F_MMAPABLE | BPF_F_SEGV_ON_FAULT | BPF_F_NO_USER_CONV)
-    ):
-        return "EINVAL"
     start = {
         "mmap": 0,
         "fixed": FIXED_BASE + index * 2 * SZ_4G,
@@ -98,23 +90,9 @@ def op_create(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
         # 32 bits are as high as they can be, so pointer arithmetic wraps them.
         "fixed_below_4g": FIXED_BASE + index * 2 * SZ_4G + SZ_4G - max_entries * PAGE_SIZE,
     }[args["user_vm_start"]]
-    if start & (PAGE_SIZE - 1):
-        return "EINVAL"
-    size = max_entries * PAGE_SIZE
-    if size > SZ_4G:
-        return "E2BIG"
-    if start and start >> 32 != (start + size - 1) >> 32:
-        return "ERANGE"
-    scratch = m.alloc_page(f"arena{index}:scratch", shared=True)
-    if scratch is None:
-        return "ENOMEM"
-    arena = Arena(m, index, max_entries, flags, start, scratch)
-    if rt_set(m, arena, 0, max_entries):
-        m.free_page(cpu, scratch)
-        return "ENOMEM"
-    # populate_pgtable_except_pte(): tables for [kbase, kbase + 4G + GUARD_SZ/2) only.
-    lo = arena.kbase >> PAGE_SHIFT
-    m.populate_tables(lo, lo + ((SZ_4G + GUARD_SZ // 2) >> PAGE_SHIFT))
+    arena = m.k.arena_map_alloc(m, cpu, index, max_entries, flags, start)
+    if isinstance(arena, str):
+        return arena
     m.new_handle("arena", arena)
     m.new_handle("prog", arena.prog)
     yield "arena_map_alloc"
@@ -264,7 +242,7 @@ def op_prog_access(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> 
             # report first (the address register may be the destination) the exact address
             # reg + off, attributed through the faulting (sub)program to its main program's
             # stream; then the load yields 0 / the store is dropped and the insn is skipped.
-            report_arena_violation(m, cpu, frames[-1].prog, write, addr - arena.kbase)
+            m.k.bpf_prog_report_arena_violation(m, cpu, frames[-1].prog, write, addr - arena.kbase)
             return "fixup"
         return value
     finally:

@@ -62,6 +62,22 @@ PRIMITIVES: list[tuple[str, Any, str]] = [
     ("cmask_op", cmask.cmask_op, "BPF cmask_and/or/copy/andnot"),
     ("cmask_next_set", cmask.cmask_next_set, "BPF cmask_next_set"),
     ("cmask_weight", cmask.cmask_weight, "BPF cmask_weight"),
+    ("bitmap_set_ll", genalloc.bitmap_set_ll, "R23 lock-free set of a bit run, word by word"),
+    ("bitmap_clear_ll", genalloc.bitmap_clear_ll, "R23 lock-free clear of a bit run, word by word"),
+    (
+        "bpf_arena_alloc_pages_sleepable",
+        arena_pool.bpf_arena_alloc_pages_sleepable,
+        "R24 sleepable arena allocation for kernel callers",
+    ),
+    (
+        "bpf_arena_free_pages_non_sleepable",
+        arena_pool.bpf_arena_free_pages_non_sleepable,
+        "R24 non-sleepable arena free (deferred to the worker)",
+    ),
+    ("scx_arena_clear_chunk", arena_pool.scx_arena_clear_chunk, "R26 free what a chunk still grants"),
+    ("scx_set_cmask_scratch_alloc", sched.scx_set_cmask_scratch_alloc, "R27 per-CPU scratch cmasks"),
+    ("scx_disable", sched.scx_disable, "R26 disable: scratch cmasks and pool go"),
+    ("scx_call_op_set_cmask", sched.scx_call_op_set_cmask, "R27 ops.set_cmask under the rq lock"),
 ]
 
 

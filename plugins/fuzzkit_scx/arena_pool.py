@@ -94,13 +94,13 @@ def scx_arena_grow(m: Machine, cpu: Cpu, sch: ScxSched, page_cnt: int) -> Steps:
     if sch.arena is None or sch.pool is None:
         return EINVAL
     arena = sch.arena
-    p = yield from bpf_arena_alloc_pages_sleepable(m, cpu, arena, 0, page_cnt, NUMA_NO_NODE)
+    p = yield from m.k.bpf_arena_alloc_pages_sleepable(m, cpu, arena, 0, page_cnt, NUMA_NO_NODE)
     if not p:
         return ENOMEM
     kern_vm_start = m.k.bpf_arena_map_kern_vm_start(m, cpu, arena)
     ret: int = yield from m.k.gen_pool_add(m, cpu, sch.pool, kern_vm_start + (p & U32), page_cnt * PAGE_SIZE)
     if ret:
-        yield from bpf_arena_free_pages_non_sleepable(m, cpu, arena, p, page_cnt)
+        yield from m.k.bpf_arena_free_pages_non_sleepable(m, cpu, arena, p, page_cnt)
     return ret
 
 
@@ -138,7 +138,7 @@ def scx_arena_pool_destroy(m: Machine, cpu: Cpu, sch: ScxSched) -> Steps:
     if pool is None:
         return
     for chunk in tuple(pool.chunks):  # gen_pool_for_each_chunk(pool, scx_arena_clear_chunk)
-        yield from scx_arena_clear_chunk(m, cpu, pool, chunk)
+        yield from m.k.scx_arena_clear_chunk(m, cpu, pool, chunk)
     m.k.gen_pool_destroy(m, cpu, pool)
     sch.pool = None
     yield "gen_pool_destroy"

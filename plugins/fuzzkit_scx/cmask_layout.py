@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fuzzkit_arena.arena import Arena, BpfProg
-from fuzzkit_arena.kernel import report_arena_violation
 
 from fuzzkit import FIXUP, PAGE_SHIFT, PAGE_SIZE, Cpu, Machine, Steps
 
@@ -121,7 +120,7 @@ def access(m: Machine, cpu: Cpu, ctx: CmaskCtx, ptr: int, write: bool, value: in
     addr = kbase + (ptr & U32)
     outcome, v = yield from m.kernel_access(cpu, addr, write, value, extable=True, how="bpf")
     if outcome == FIXUP:
-        report_arena_violation(m, cpu, prog, write, (addr & ~(PAGE_SIZE - 1)) - kbase)
+        m.k.bpf_prog_report_arena_violation(m, cpu, prog, write, (addr & ~(PAGE_SIZE - 1)) - kbase)
     return v
 
 
@@ -194,5 +193,5 @@ def bits_cmpxchg(m: Machine, cpu: Cpu, ctx: CmaskCtx, cm: int, i: int, old: int,
         outcome, _ = yield from m.kernel_access(cpu, addr, False, extable=True, how="bpf")
         if outcome == FIXUP:
             assert ctx.prog is not None
-            report_arena_violation(m, cpu, ctx.prog, True, (addr & ~(PAGE_SIZE - 1)) - ctx.kbase)
+            m.k.bpf_prog_report_arena_violation(m, cpu, ctx.prog, True, (addr & ~(PAGE_SIZE - 1)) - ctx.kbase)
             return 0

@@ -127,12 +127,12 @@ def gen_pool_alloc(m: Machine, cpu: Cpu, pool: GenPool, size: int) -> Steps:
             yield "gen_pool_first_fit"
             if start_bit >= end_bit:
                 break
-            remain = yield from bitmap_set_ll(m, chunk, start_bit, nbits)
+            remain = yield from m.k.bitmap_set_ll(m, chunk, start_bit, nbits)
             if not remain:
                 chunk.avail -= nbits << order
                 return chunk.start_addr + (start_bit << order)
             # Another CPU took part of the run: give back what was set, search again.
-            if (yield from bitmap_clear_ll(m, chunk, start_bit, nbits - remain)):
+            if (yield from m.k.bitmap_clear_ll(m, chunk, start_bit, nbits - remain)):
                 raise KernelBug("BUG_ON(remain) in gen_pool_alloc")
     return 0
 
@@ -147,7 +147,7 @@ def gen_pool_free(m: Machine, cpu: Cpu, pool: GenPool, addr: int, size: int) -> 
             if addr + size - 1 > chunk.end_addr:
                 raise KernelBug("gen_pool_free past the end of its chunk")
             start_bit = (addr - chunk.start_addr) >> order
-            if (yield from bitmap_clear_ll(m, chunk, start_bit, nbits)):
+            if (yield from m.k.bitmap_clear_ll(m, chunk, start_bit, nbits)):
                 raise KernelBug("gen_pool_free of granules already free")
             chunk.avail += nbits << order
             return

@@ -24,7 +24,7 @@ from fuzzkit.holds import holding
 from fuzzkit_scx.arena_pool import GROWTH
 from fuzzkit_scx.cmask_layout import CmaskCtx, Oops, cmask_log
 from fuzzkit_scx.genalloc import KernelBug
-from fuzzkit_scx.sched import ROOT, ScxSched, enable_mutex, scx_call_op_set_cmask, scx_disable
+from fuzzkit_scx.sched import ROOT, ScxSched, enable_mutex, scx_disable
 
 
 def kernel_task(steps: Steps) -> Steps:
@@ -97,7 +97,7 @@ def op_free(m: Machine, cpu: Cpu, sch: ScxSched, args: dict[str, Any]) -> Steps:
 @holds_sched
 def op_set_cmask(m: Machine, cpu: Cpu, sch: ScxSched, args: dict[str, Any]) -> Steps:
     """A task's affinity changes on this CPU: the kernel calls ops.set_cmask (R27)."""
-    return (yield from scx_call_op_set_cmask(m, cpu, sch, args["cpumask"] & ((1 << len(m.cpus)) - 1)))
+    return (yield from m.k.scx_call_op_set_cmask(m, cpu, sch, args["cpumask"] & ((1 << len(m.cpus)) - 1)))
 
 
 def op_unreg(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
@@ -109,7 +109,7 @@ def op_unreg(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
     yield "scx_disable"
     if sch.users or sch.dead:
         return "deferred"  # the last holder tears it down (or, since the yield, already did)
-    return (yield from kernel_task(scx_disable(m, cpu, sch)))
+    return (yield from kernel_task(m.k.scx_disable(m, cpu, sch)))
 
 
 # -- BPF-side cmask helpers ------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def bpf_scx_reg_cid(m: Machine, cpu: Cpu, st_map: StructOpsMap) -> Steps:
     sch.arena_kern_base = m.k.bpf_arena_map_kern_vm_start(m, cpu, found[0])
     if m.k.scx_arena_pool_init(m, cpu, sch):
         return "ENOMEM"
-    if (yield from scx_set_cmask_scratch_alloc(m, cpu, sch)):
+    if (yield from m.k.scx_set_cmask_scratch_alloc(m, cpu, sch)):
         yield from m.k.scx_arena_pool_destroy(m, cpu, sch)
         return "ENOMEM"
     return sch

@@ -37,6 +37,12 @@ def fuzzkit_register_primitives(register: Any) -> None:
         struct_ops.bpf_arena_map_kern_vm_start,
         summary="R21 kernel address of arena offset 0 (kbase)",
     )
+    register("bpf_map_put", struct_ops.bpf_map_put, summary="R19 drop an arena reference; the last frees it")
+    register(
+        "bpf_struct_ops_map_free",
+        struct_ops.bpf_struct_ops_map_free,
+        summary="R21 free a struct_ops map and its programs' arena references",
+    )
 
 
 @hookimpl

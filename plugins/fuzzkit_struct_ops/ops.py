@@ -14,12 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from fuzzkit_arena.arena import NOT_LOADABLE, Arena, BpfProg
-from fuzzkit_arena.kernel import report_arena_violation
 
 from fuzzkit import FIXUP, Choice, Cpu, Frame, Handle, Int, Machine, Steps
 from fuzzkit.holds import holding
 from fuzzkit_struct_ops.maps import MEMBERS, StructOpsMap
-from fuzzkit_struct_ops.struct_ops import bpf_map_inc, struct_ops_map_free
+from fuzzkit_struct_ops.struct_ops import bpf_map_inc
 
 #: Which arena each member program uses: "A" (argument ``arena``), "B" (argument ``other``)
 #: or "-" (none); "_" and members past the list are NULL. "A,B" with ``other`` naming the
@@ -29,6 +28,10 @@ ACCESSES = ("kfunc_load", "kfunc_store", "prog_load", "prog_store")
 U32 = 0xFFFFFFFF
 
 
+def _map_free(m: Machine, cpu: Cpu, st_map: StructOpsMap) -> Steps:
+    return (yield from m.k.bpf_struct_ops_map_free(m, cpu, st_map))
+
+
 #: Ops naming a map keep its programs alive; the last holder of an unloaded map frees it.
 holds_map = holding(
     "struct_ops",
@@ -36,7 +39,7 @@ holds_map = holding(
     missing="no-map",
     putting=lambda st: st.unloaded,
     released=lambda st: st.freed,
-    release=struct_ops_map_free,
+    release=_map_free,
 )
 
 
@@ -103,7 +106,7 @@ def op_call(m: Machine, cpu: Cpu, st_map: StructOpsMap, args: dict[str, Any]) ->
         if outcome == FIXUP:
             # R12: report the exact address first, then the load yields 0 / the store is
             # dropped.
-            report_arena_violation(m, cpu, prog, write, addr - arena.kbase)
+            m.k.bpf_prog_report_arena_violation(m, cpu, prog, write, addr - arena.kbase)
             return "fixup"
         return value
     finally:
@@ -121,7 +124,7 @@ def op_unload(m: Machine, cpu: Cpu, args: dict[str, Any]) -> Steps:
     st_map.unloaded = True
     yield "bpf_map_put"
     if st_map.users == 0:
-        yield from struct_ops_map_free(m, cpu, st_map)
+        yield from m.k.bpf_struct_ops_map_free(m, cpu, st_map)
     return 0
 
 

@@ -60,9 +60,9 @@ def bpf_map_put(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
         yield from m.k.arena_map_free(m, cpu, arena)
 
 
-def struct_ops_map_free(m: Machine, cpu: Cpu, st_map: StructOpsMap) -> Steps:
+def bpf_struct_ops_map_free(m: Machine, cpu: Cpu, st_map: StructOpsMap) -> Steps:
     """bpf_struct_ops_map_free(): the programs go, and with them their arena references."""
     st_map.freed = True
     yield "bpf_struct_ops_map_free"
     for arena in st_map.arenas:
-        yield from bpf_map_put(m, cpu, arena)
+        yield from m.k.bpf_map_put(m, cpu, arena)

@@ -107,7 +107,7 @@ def map_free_without(*, real_pages: bool, scratch: bool) -> Callable[..., Steps]
 
     def arena_map_free(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
         lo = arena.kbase >> PAGE_SHIFT
-        vpages = kernel.present_vpages(m, lo, lo + (KERN_VM_SZ >> PAGE_SHIFT))
+        vpages = kernel.apply_to_existing_page_range(m, lo, lo + (KERN_VM_SZ >> PAGE_SHIFT))
         pages = [
             p for p in (m.page_of(m.ptes[v]) for v in vpages) if p is not None and p is not arena.scratch
         ]

@@ -122,8 +122,12 @@ def test_bench_json_reports_steps_per_second(capsys: pytest.CaptureFixture[str])
     assert all(f["steps"] > 0 and f["steps_per_second"] > 0 for f in figures)
 
 
-def test_examples_dir_is_inside_the_checkout() -> None:
-    assert EXAMPLES == ROOT / "corpora" / "examples"
+def test_examples_are_package_data_the_checkout_links_to() -> None:
+    import fuzzkit
+
+    assert Path(fuzzkit.__file__).resolve().parent / "data" / "examples" == EXAMPLES
+    assert (ROOT / "corpora" / "examples").resolve() == EXAMPLES
+    assert sorted(EXAMPLES.glob("*.json"))
 
 
 def test_minimize_writes_beside_the_file_and_never_overwrites(

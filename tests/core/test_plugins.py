@@ -92,6 +92,10 @@ def _executor(m: Any, cpu: Any, args: Any) -> Any:
     yield "x"
 
 
+def _try_set(m: Any, cpu: Any, vpage: int, new: int) -> Any:
+    yield "x"
+
+
 def test_duplicate_op_id_names_both_plugins() -> None:
     class Dup:
         @hookimpl
@@ -128,7 +132,7 @@ def test_two_plugins_replacing_one_primitive_fail() -> None:
         class V:
             @hookimpl
             def fuzzkit_replace_primitives(self, replace: Any) -> None:
-                replace("ptep_try_set", _executor, reason="variant")
+                replace("ptep_try_set", _try_set, reason="variant")
 
         return V()
 
@@ -140,11 +144,11 @@ def test_replacement_shows_in_the_compiled_kernel_and_findings() -> None:
     class V:
         @hookimpl
         def fuzzkit_replace_primitives(self, replace: Any) -> None:
-            replace("ptep_try_set", _executor, reason="variant")
+            replace("ptep_try_set", _try_set, reason="variant")
 
     reg = load_registry(extra=[("v", V())])
     kernel = reg.compile("x86")
-    assert kernel.prims.ptep_try_set is _executor
+    assert kernel.prims.ptep_try_set is _try_set
     assert kernel.replaced == (("ptep_try_set", "v"),)
 
 

@@ -124,7 +124,7 @@ def test_atheris_finds_the_scx_single_retry_race(
     retry_session: Session, session: Session, tmp_path: Path
 ) -> None:
     runs = 20_000
-    found = atheris_campaign(FOCUS, tmp_path, plugin_flags=[SINGLE_RETRY], seed=7, runs=runs)
+    found = atheris_campaign(FOCUS, tmp_path, plugin_flags=[SINGLE_RETRY], seed=3, runs=runs)
     [hit] = [f for f in found if f["title"] == GAVE_UP]
     assert hit["execs"] <= runs
     assert_variant_race(retry_session, session, load(Path(hit["file"])))
@@ -176,7 +176,7 @@ def test_hypothesis_finds_the_clear_callback_that_frees_the_scratch_page(arena_s
 def test_atheris_finds_the_clear_callback_that_frees_the_scratch_page(
     arena_session: Session, tmp_path: Path
 ) -> None:
-    found = atheris_on_clear_variant(NO_SCRATCH_SKIP, 1, 1, tmp_path)
+    found = atheris_on_clear_variant(NO_SCRATCH_SKIP, 1, 3, tmp_path)
     [hit] = [f for f in found if f["title"] == SCRATCH_FREED]
     program = load(Path(hit["file"]))
     assert clear_variant(NO_SCRATCH_SKIP).run(program).finding is not None
