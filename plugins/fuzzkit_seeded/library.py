@@ -50,7 +50,7 @@ BUGS: tuple[SeededBug, ...] = (
         "no-tlb-flush",
         "the free path clears PTEs without a TLB flush (R7)",
         "arm64", "fixed", 1, (*ARENA_ONLY, _variant("arena", "no_tlb_flush")),
-        r"^I15 ",
+        r"^(I15 |I2 page freed while a TLB entry maps it)",
     ),
     SeededBug(
         "installer-overwrite",
