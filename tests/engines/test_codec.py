@@ -7,7 +7,7 @@ import random
 import pytest
 
 from fuzzkit import ProgramError
-from fuzzkit.engines.codec import COUNT_WIDE, INJECT_TAG, MAX_COUNT, MAX_OPS, SWITCH_TAG, Codec
+from fuzzkit.engines.codec import ARRIVAL_NEAR, COUNT_WIDE, INJECT_TAG, MAX_COUNT, MAX_OPS, SWITCH_TAG, Codec
 from fuzzkit.generate import random_program
 from fuzzkit.program import OpCall, Program, resolve
 from fuzzkit.runner import Session
@@ -47,6 +47,8 @@ def test_random_switches_and_injections_land_where_runs_reach(codec: Codec) -> N
     assert steps and nths
     assert sum(s <= COUNT_WIDE for s in steps) / len(steps) > 0.5
     assert sum(n <= COUNT_WIDE for n in nths) / len(nths) > 0.85
+    # Arrivals are fewer than steps (at most 15 at any point in nine runs in ten).
+    assert sum(n <= ARRIVAL_NEAR for n in nths) / len(nths) > 0.9
 
 
 def test_any_bytes_decode_to_a_valid_program(codec: Codec) -> None:
