@@ -84,6 +84,9 @@ def trial(bug: Any, engine: str, seed: int, budget: int, folder: Path) -> Trial:
     if result.plugin_failures or result.engine_failures:
         failure = (result.plugin_failures or [{"message": "; ".join(result.engine_failures)}])[0]
         raise PluginError(f"seeded bug '{bug.name}' with {engine}: {failure.get('message')}")
+    if result.interrupted and not hits:
+        # SIGINT or SIGTERM stopped the campaign, not its budget: no figure to report.
+        raise KeyboardInterrupt
     return Trial(bug.name, engine, seed, budget, min(hits) if hits else None)
 
 
