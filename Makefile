@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps lint bench clean
+.PHONY: run test test-deps lint bench bench-bugs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/fuzzkit bench
+
+# Time to bug on the seeded library: minutes, so never part of `make test`.
+bench-bugs: $(STAMP)
+	$(BIN)/fuzzkit bench --bugs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -382,6 +382,21 @@ examples:
     p.add_argument("--programs", type=int, default=1000, help="programs per configuration (default 1000)")
     p.add_argument("--arch", default=None, help="arch to measure (default: the first loaded)")
     p.add_argument("--no-engines", action="store_true", help="skip the atheris and hypothesis figures")
+    p.add_argument(
+        "--bugs",
+        action="store_true",
+        help="time to bug instead: fuzz each seeded bug (fuzzkit_seeded.library) with five seeds "
+        "per engine on a fixed execution budget, unfocused; found-rate and median executions to "
+        "first hit per bug",
+    )
+    p.add_argument("--bug", action="append", default=[], metavar="NAME", help="with --bugs: only this bug")
+    p.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        choices=["atheris", "hypothesis"],
+        help="with --bugs: only this engine (default: both; atheris where it is installed)",
+    )
 
     p = sub.add_parser(
         "compare",
@@ -805,8 +820,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FOUND if found else EXIT_CLEAN
 
 
+def cmd_bench_bugs(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from fuzzkit import bench_bugs
+
+    bugs = bench_bugs.library()
+    unknown = sorted(set(args.bug) - {b.name for b in bugs})
+    if unknown:
+        raise ConfigError(f"--bug '{unknown[0]}' is no seeded bug; bugs: {', '.join(b.name for b in bugs)}")
+    bugs = [b for b in bugs if not args.bug or b.name in args.bug]
+    engines = args.engine or ["atheris", "hypothesis"]
+    if importlib.util.find_spec("atheris") is None and "atheris" in engines:
+        if args.engine:
+            raise ConfigError("--engine atheris: atheris is not installed here")
+        engines.remove("atheris")
+        print("atheris: skipped (not installed)", file=sys.stderr, flush=True)
+
+    def progress(t: bench_bugs.Trial) -> None:
+        if not args.json:
+            hit = f"hit at {t.execs}" if t.execs is not None else "missed"
+            print(f"{t.bug} {t.engine} seed {t.seed}: {hit}", flush=True)
+
+    result = bench_bugs.summary(bench_bugs.run(bugs, engines, progress=progress))
+    print(json.dumps(result, indent=2) if args.json else "\n" + bench_bugs.table(result))
+    return EXIT_CLEAN
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from fuzzkit.bench import emulator_throughput, memory
+
+    if args.bugs:
+        return cmd_bench_bugs(args)
 
     reg = _registry(args)
     session = Session(reg)

@@ -13,6 +13,7 @@ Coverage comes from the kernel model's decisions only (see :mod:`fuzzkit.engines
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
 import random
@@ -28,6 +29,7 @@ from typing import Any
 
 from fuzzkit.engines.campaign import Target, prepare_corpus
 from fuzzkit.engines.codec import Codec, write_dictionary
+from fuzzkit.engines.directed import reaching_ops, seed_programs
 from fuzzkit.engines.instrument import coverage_modules, instrument
 from fuzzkit.engines.worker import Emitter, Job, Recorder, worker_env
 from fuzzkit.errors import EXIT_FAILURE, ConfigError, MissingFeature, PluginFailure
@@ -102,8 +104,16 @@ class AtherisEngine:
 
     def prepare(self, job: Job, session: Session) -> None:
         kernel = job.target.kernel(session)
+        fresh = not job.corpus.exists()
         prepare_corpus(job.corpus, kernel)
-        write_dictionary(Codec(kernel), str(job.corpus / DICTIONARY))
+        codec = Codec(kernel)
+        write_dictionary(codec, str(job.corpus / DICTIONARY))
+        if fresh:
+            # Variant-directed search: a new corpus starts from programs of the ops that
+            # reach the replaced primitives, each in its own narrow swarm configuration.
+            for program in seed_programs(kernel, reaching_ops(kernel)):
+                data = codec.encode(program)
+                (job.corpus / hashlib.sha1(data).hexdigest()).write_bytes(data)
         launcher = artifacts(job) / LAUNCHER
         text = f"#!{sys.executable}\nfrom fuzzkit.engines.atheris_engine import main\nmain()\n"
         if not launcher.exists() or launcher.read_text() != text:

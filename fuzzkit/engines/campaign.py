@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fuzzkit.domains import Handle
+from fuzzkit.engines.codec import CODEC_VERSION
 from fuzzkit.errors import ConfigError
 from fuzzkit.files import temp_file
 from fuzzkit.machine.core import Call
@@ -91,6 +92,7 @@ def prepare_corpus(path: Path, kernel: Kernel) -> None:
         "arch": kernel.arch.name,
         "revision": kernel.revision,
         "cpus": kernel.cpus,
+        "codec": CODEC_VERSION,
     }
     if stamp.exists():
         try:

@@ -82,6 +82,7 @@ def merge(
             done = subprocess.run(cmd, env=worker_env(job), stdout=out, stderr=subprocess.STDOUT, check=False)
         if done.returncode != 0:
             raise EngineFailure(f"libFuzzer's merge exited with code {done.returncode}; see {log}")
+        _drop_copies_of_kept(dest, [corpus, *sources])
         if not sources:
             for name in KEPT:
                 if (corpus / name).exists():
@@ -90,6 +91,15 @@ def merge(
             os.rename(corpus, old)  # two renames on one file system: never half a corpus
             os.rename(dest, corpus)
     return Merged(corpus, before, inputs(corpus), log)
+
+
+def _drop_copies_of_kept(dest: Path, folders: Sequence[Path]) -> None:
+    """libFuzzer takes every file of a folder for an input, the stamp and the dictionary too,
+    and keeps one that happens to add coverage under its SHA-1: such copies are not inputs."""
+    kept = {(f / name).read_bytes() for f in folders for name in KEPT if (f / name).is_file()}
+    for path in dest.iterdir():
+        if path.name not in KEPT and path.is_file() and path.read_bytes() in kept:
+            path.unlink()
 
 
 def _refuse_if_running(folder: Path) -> None:

@@ -2,10 +2,18 @@
 
 One rule per op (its arguments drawn from the op's domains, handles from a bundle per handle
 kind), one rule each for a schedule switch and an injected failure, and one invariant per
-SPEC id that the loaded oracles check. The rules build a program; after each rule the
-program is run from the start under its recorded choices, so what hypothesis shrinks is
-always a replayable program, and the program file a failure leaves behind is exactly the
-minimal example hypothesis reports.
+SPEC id that the loaded oracles check.
+
+Swarm testing (Groce et al., ISSTA 2012): hypothesis already leaves a random subset of the
+rules out of each example (its feature flags); each example also draws the injection points,
+hardware events among them, that its failures come from, so an example injecting only stray
+A/D bits is as common as one spreading its failures over every point. When the target
+replaces primitives, half the examples keep every op that reaches them and the ops creating
+their handles (:mod:`fuzzkit.engines.directed`) and leave out half of the others.
+
+The rules build a program; after each rule the program is run from the start under its
+recorded choices, so what hypothesis shrinks is always a replayable program, and the program
+file a failure leaves behind is exactly the minimal example hypothesis reports.
 
 Use it from pytest::
 
@@ -35,15 +43,19 @@ from hypothesis.internal.conjecture import providers as _providers
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
+    initialize,
     invariant,
     multiple,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
 
 from fuzzkit.domains import Choice, Domain, Handle
 from fuzzkit.engines.campaign import Target, trusted_calls
+from fuzzkit.engines.codec import with_creators
 from fuzzkit.engines.database import open_database
+from fuzzkit.engines.directed import reaching_ops
 from fuzzkit.engines.worker import STATS_SECONDS, Emitter, Job, Recorder
 from fuzzkit.errors import EXIT_FAILURE, ConfigError, PluginFailure
 from fuzzkit.explore import explore_calls
@@ -98,14 +110,21 @@ def state_machine(
     known: Iterable[str] = (),
     on_failure: Callable[[FuzzkitFailure], None] | None = None,
     schedules: int = SCHEDULES,
+    directed: Collection[str] | None = None,
 ) -> type[RuleBasedStateMachine]:
     """The state machine class for one target, with rules for the ops ``ops`` selects (see
     :func:`~fuzzkit.engines.campaign.focus`; all by default). Findings whose title is in
     ``known`` are ignored (a campaign that already recorded a bug keeps looking for others).
     An example whose ops run on two CPUs or more and whose own schedule is clean then has up
-    to ``schedules`` runs of its one-preemption schedules tried (see :func:`_teardown`)."""
+    to ``schedules`` runs of its one-preemption schedules tried (see :func:`_teardown`).
+    ``directed``: the ops half the examples are confined to (by default those reaching a
+    replaced primitive, :func:`~fuzzkit.engines.directed.reaching_ops`; empty: none)."""
     session = session or Session(load_registry())
     kernel = Target(arch, revision, cpus, tuple(ops)).kernel(session)
+    if directed is None:
+        directed = reaching_ops(kernel)
+    every_op = frozenset(kernel.ops)
+    narrow = frozenset(with_creators(list(kernel.ops.values()), set(directed))) if directed else every_op
     ignored: Collection[str] = known if isinstance(known, (set, frozenset)) else frozenset(known)
     bundles = {op.creates: Bundle(op.creates) for op in kernel.ops.values() if op.creates}
     spec_ids = sorted(
@@ -118,8 +137,27 @@ def state_machine(
         self.program = Program(arch=arch, revision=revision, cpus=cpus)
         self.result = None
         self.created = {}
+        self.enabled = every_op
+        self.points = kernel.injection_points
 
     body["__init__"] = __init__
+
+    @initialize(data=st.data())
+    def swarm(self: Any, data: st.DataObject) -> None:
+        # Both draws shrink toward the configuration holding everything.
+        if narrow is not every_op and data.draw(st.booleans(), label="directed"):
+            # The reaching ops rarely reach anything alone (a free needs an allocation
+            # first): the others stay in, each on a coin flip.
+            others = sorted(every_op - narrow)
+            flags = st.lists(st.booleans(), min_size=len(others), max_size=len(others))
+            left_out = data.draw(flags, label="directed swarm")
+            self.enabled = narrow | {op for op, out in zip(others, left_out, strict=True) if not out}
+        points = kernel.injection_points
+        flags = st.lists(st.booleans(), min_size=len(points), max_size=len(points))
+        left_out = data.draw(flags, label="swarm")
+        self.points = tuple(p for p, out in zip(points, left_out, strict=True) if not out)
+
+    body["swarm"] = swarm
     for op in kernel.ops.values():
         name, fn = _op_rule(op, kernel, bundles)
         body[name] = fn
@@ -138,8 +176,10 @@ def state_machine(
     body["preempt"] = preempt
     if kernel.injection_points:
 
-        @rule(point=st.sampled_from(kernel.injection_points), nth=st.integers(1, 8))
-        def inject(self: Any, point: str, nth: int) -> None:
+        @precondition(lambda self: bool(self.points))
+        @rule(data=st.data(), nth=st.integers(1, 8))
+        def inject(self: Any, data: st.DataObject, nth: int) -> None:
+            point = data.draw(st.sampled_from(self.points), label="point")
             if (point, nth) not in self.program.inject:
                 self.program.inject.append((point, nth))
                 self.result = None
@@ -205,7 +245,7 @@ def _op_rule(op: OpSpec, kernel: Kernel, bundles: dict[str, Bundle]) -> tuple[st
     fn.__name__ = name
     make_rule: Any = rule  # hypothesis's overloads cannot see through a strategies dict
     decorated = make_rule(target=target, **strategies) if target is not None else make_rule(**strategies)
-    decorated = decorated(fn)
+    decorated = decorated(precondition(lambda self: op.id in self.enabled)(fn))
     return name, decorated
 
 

@@ -177,9 +177,12 @@ def fuzz(
     database: str = "",
     observers: Sequence[Observer] = (),
     triage: bool = True,
+    until: Callable[[Event], bool] | None = None,
 ) -> CampaignResult:
     """A whole campaign: plan the workers, check everything that can be wrong before the
-    first execution (reports folder, store, corpus stamps, engine flags), run, triage."""
+    first execution (reports folder, store, corpus stamps, engine flags), run, triage. A
+    finding for which ``until`` is true stops the campaign (as a first SIGINT does): a
+    benchmark timing the way to one bug spends nothing after it."""
     from fuzzkit.triage.pipeline import absorb, check_reports
 
     for target in targets:
@@ -202,7 +205,7 @@ def fuzz(
         engine.check(job)
         engine.prepare(job, session)
     absorb(session, reports)  # what a campaign killed before recording it left behind
-    supervisor = Supervisor(engine, session, work, parallel=jobs, observers=observers)
+    supervisor = Supervisor(engine, session, work, parallel=jobs, observers=observers, until=until)
     return supervisor.run(triage=triage)
 
 
@@ -215,8 +218,10 @@ class Supervisor:
         *,
         parallel: int,
         observers: Sequence[Observer] = (),
+        until: Callable[[Event], bool] | None = None,
     ) -> None:
         self.engine = engine
+        self.until = until
         self.session = session
         self.pending = [Worker(job) for job in jobs]
         self.parallel = max(1, parallel)
@@ -348,6 +353,8 @@ class Supervisor:
             self.findings.append(event)
             if event.get("slug"):
                 w.occurrences[event["slug"]] += 1
+            if self.until is not None and self.stops == 0 and self.until(event):
+                self.stop("target reached")
         elif kind == "plugin_failure":
             self.plugin_failures.append(event)
             w.reason = "plugin failure"  # it exits by itself, with the code that says so

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from fuzzkit.engines.atheris_engine import MAX_LEN
 from fuzzkit.engines.campaign import STAMP
-from fuzzkit.engines.codec import write_dictionary
+from fuzzkit.engines.codec import CODEC_VERSION, write_dictionary
 from fuzzkit.errors import ConfigError
 from fuzzkit.export.target import (
     MANIFEST,
@@ -120,15 +120,17 @@ def corpus_inputs(corpus: Path, op_table: str) -> dict[str, bytes]:
         return inputs
     stamp = corpus / STAMP
     try:
-        have = json.loads(stamp.read_text()).get("op_table")
+        doc = json.loads(stamp.read_text())
+        have, codec = doc.get("op_table"), doc.get("codec")
     except (OSError, ValueError, AttributeError) as exc:
         raise ConfigError(
             f"{stamp}: no readable corpus stamp ({exc}): cannot tell what its inputs mean"
         ) from exc
-    if have != op_table:
+    if have != op_table or codec != CODEC_VERSION:
         raise ConfigError(
-            f"{corpus}: corpus was made with op table {have}, the target has {op_table}: its "
-            f"inputs would decode to other programs; pass another --corpus"
+            f"{corpus}: corpus was made with op table {have} and codec {codec}, the target has "
+            f"{op_table} and codec {CODEC_VERSION}: its inputs would decode to other programs; "
+            f"pass another --corpus"
         )
     for path in sorted(corpus.iterdir()):
         if path.is_file() and not path.name.startswith(".") and path.name not in (STAMP, "fuzzkit.dict"):

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from fuzzkit import ProgramError
-from fuzzkit.engines.codec import COUNT_WIDE, INJECT_TAG, MAX_COUNT, MAX_OPS, SWITCH_TAG, Codec
+from fuzzkit.engines.codec import ARRIVAL_NEAR, COUNT_WIDE, INJECT_TAG, MAX_COUNT, MAX_OPS, SWITCH_TAG, Codec
 from fuzzkit.generate import random_program
 from fuzzkit.program import OpCall, Program, resolve
 from fuzzkit.runner import Session
@@ -47,6 +47,8 @@ def test_random_switches_and_injections_land_where_runs_reach(codec: Codec) -> N
     assert steps and nths
     assert sum(s <= COUNT_WIDE for s in steps) / len(steps) > 0.5
     assert sum(n <= COUNT_WIDE for n in nths) / len(nths) > 0.85
+    # Arrivals are fewer than steps (at most 15 at any point in nine runs in ten).
+    assert sum(n <= ARRIVAL_NEAR for n in nths) / len(nths) > 0.9
 
 
 def test_any_bytes_decode_to_a_valid_program(codec: Codec) -> None:
@@ -72,7 +74,8 @@ def test_one_flipped_bit_outside_a_tag_changes_one_op(codec: Codec) -> None:
     )
     data = bytearray(codec.encode(base))
     decoded = codec.decode(bytes(data))
-    tags = {0, len(codec.encode(Program(ops=base.ops[:1])))}
+    # Byte 0 is the swarm byte, which renames every op: a tag of tags.
+    tags = {0, 1, len(codec.encode(Program(ops=base.ops[:1])))}
     for i in set(range(len(data))) - tags:
         mutated = bytearray(data)
         mutated[i] ^= 1
@@ -83,11 +86,12 @@ def test_one_flipped_bit_outside_a_tag_changes_one_op(codec: Codec) -> None:
 
 def test_truncated_and_malformed_records_are_dropped_not_fatal(codec: Codec) -> None:
     assert codec.decode(b"").ops == []
-    assert codec.decode(bytes((SWITCH_TAG, 4, 1, SWITCH_TAG, 2, 0))).switches == [(5, 1)]
-    twice = bytes((INJECT_TAG, 0, 0, INJECT_TAG, 0, 0))
+    # Each input begins with its swarm byte; 0 is the configuration holding everything.
+    assert codec.decode(bytes((0, SWITCH_TAG, 4, 1, SWITCH_TAG, 2, 0))).switches == [(5, 1)]
+    twice = bytes((0, INJECT_TAG, 0, 0, INJECT_TAG, 0, 0))
     assert codec.decode(twice).inject == [(codec.kernel.injection_points[0], 1)]
     # A wide count cut short reads its missing bytes as zero.
-    assert codec.decode(bytes((SWITCH_TAG, COUNT_WIDE))).switches == [(COUNT_WIDE + 1, 0)]
+    assert codec.decode(bytes((0, SWITCH_TAG, COUNT_WIDE))).switches == [(COUNT_WIDE + 1, 0)]
 
 
 def test_encode_refuses_what_it_cannot_represent(codec: Codec) -> None:
@@ -103,3 +107,60 @@ def test_dictionary_has_every_op_header_and_injection_point(codec: Codec) -> Non
     entries = codec.dictionary()
     assert bytes((0, 1)) in entries and bytes((len(codec.ops) - 1, 0)) in entries
     assert bytes((INJECT_TAG, len(codec.kernel.injection_points) - 1)) in entries
+
+
+# -- swarm configurations (Groce et al., ISSTA 2012) ------------------------------------------------
+
+
+def test_swarm_configurations_hold_about_half_and_what_their_ops_need(codec: Codec) -> None:
+    from fuzzkit.domains import Handle
+
+    ops, points = codec.configs[0]
+    assert ops == list(range(len(codec.ops))) and points == list(range(len(codec.kernel.injection_points)))
+    creators = {op.creates for op in codec.ops if op.creates}
+    sizes = []
+    for held, _ in codec.configs[1:]:
+        ids = {codec.ops[i].id for i in held}
+        for i in held:
+            for dom in codec.ops[i].args.values():
+                if isinstance(dom, Handle) and dom.kind in creators:
+                    assert any(codec.ops[j].creates == dom.kind for j in held), (ids, dom.kind)
+        sizes.append(len(held))
+    assert min(sizes) < len(codec.ops) / 2 < max(sizes) < len(codec.ops)
+    # Every op and every injection point is in some narrow configuration, and every op but
+    # the creators (which most others need) is left out of some.
+    for i, op in enumerate(codec.ops):
+        if op.creates:
+            continue
+        assert 50 < sum(i in held for held, _ in codec.configs[1:]) < 250
+    for p in range(len(codec.kernel.injection_points)):
+        assert 50 < sum(p in held for _, held in codec.configs[1:]) < 250
+
+
+def test_an_input_draws_only_from_its_swarm_configuration(codec: Codec) -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+        prog = codec.decode(data)
+        ops, points = codec.configs[data[0]]
+        assert {c.op for c in prog.ops} <= {codec.ops[i].id for i in ops}
+        assert {p for p, _ in prog.inject} <= {codec.kernel.injection_points[i] for i in points}
+
+
+def test_encode_writes_the_narrowest_configuration_that_holds_the_program(codec: Codec) -> None:
+    def call(cpu: int, op: str) -> OpCall:
+        return OpCall(cpu, op, {n: d.base() for n, d in codec.kernel.ops[op].args.items()})
+
+    prog = Program(
+        arch="x86", revision="fixed", cpus=2,
+        ops=[call(0, "arena.create"), call(1, "arena.alloc"), call(0, "arena.free")],
+        inject=[("pte_erratum_bits", 1)],
+    )  # fmt: skip
+    data = codec.encode(prog)
+    ops, _ = codec.configs[data[0]]
+    assert data[0] != 0 and len(ops) < len(codec.ops) / 2
+    assert codec.decode(data) == prog
+    narrower = [c for c, (o, p) in enumerate(codec.configs) if len(o) < len(ops)]
+    held = {codec.ops.index(codec.kernel.ops[c.op]) for c in prog.ops}
+    erratum = codec.kernel.injection_points.index("pte_erratum_bits")
+    assert not [c for c in narrower if held <= set(codec.configs[c][0]) and erratum in codec.configs[c][1]]
