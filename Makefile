@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deps lint bench bench-bugs clean
+.PHONY: run test test-quality test-deps lint bench bench-bugs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(STAMP)
 
 test: lint test-deps $(STAMP)
 	$(BIN)/python -m pytest
+
+# Long campaigns that measure the engines (pytest marker `quality`).
+test-quality: test-deps $(STAMP)
+	$(BIN)/python -m pytest -m quality
 
 # The real programs some tests start (redis-server, chromium), installed when missing and possible.
 test-deps:
