@@ -9,7 +9,9 @@ the mode an ordinary ``open`` or ``mkdir`` would have given it before it is rena
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -55,3 +57,11 @@ def write_atomic(path: Path, text: str) -> None:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def slug(title: str) -> str:
+    """A folder and file name for ``title``: its words, then a hash of the whole title so
+    titles that share a long prefix stay apart."""
+    words = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    digest = hashlib.sha256(title.encode()).hexdigest()[:8]
+    return f"{words[:60].rstrip('-')}-{digest}"

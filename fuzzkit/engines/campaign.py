@@ -21,6 +21,7 @@ from pathlib import Path
 from fuzzkit.domains import Handle
 from fuzzkit.engines.codec import CODEC_VERSION
 from fuzzkit.errors import ConfigError
+from fuzzkit.files import slug as slug  # one naming for finding files and bundles
 from fuzzkit.files import temp_file
 from fuzzkit.machine.core import Call
 from fuzzkit.program import Program
@@ -106,12 +107,6 @@ def prepare_corpus(path: Path, kernel: Kernel) -> None:
             )
         return
     stamp.write_text(json.dumps(want, indent=2) + "\n")
-
-
-def slug(title: str) -> str:
-    words = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-    digest = hashlib.sha256(title.encode()).hexdigest()[:8]
-    return f"{words[:60].rstrip('-')}-{digest}"
 
 
 def save_program(folder: Path, name: str, program: Program) -> Path:

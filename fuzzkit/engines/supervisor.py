@@ -288,7 +288,6 @@ class Supervisor:
 
     def _start(self, w: Worker) -> None:
         job = w.job
-        self.engine.prepare(job, self.session)
         w.lock, slot = _take_slot(job.reports / CAMPAIGN / job.target.name)
         job = w.job = dataclasses.replace(job, worker=slot, seed=job.seed + slot)
         w.folder.mkdir(parents=True, exist_ok=True)

@@ -70,10 +70,9 @@ so a variant's bug and a baseline bug never share a title.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import re
 from dataclasses import dataclass
 
+from fuzzkit.files import slug as slug  # one naming for finding files and bundles
 from fuzzkit.machine.core import Cause, Finding, Machine, RunResult
 from fuzzkit.program import Program
 from fuzzkit.runner import Session
@@ -133,14 +132,6 @@ def title(finding: Finding, primitive: str | None) -> str:
         return f"{finding.spec_id} {finding.message} {where} {config}"
     where = f"{finding.op} at {primitive}" if primitive else finding.op
     return f"{finding.spec_id} {finding.message} in {where} {config}"
-
-
-def slug(title: str) -> str:
-    """A folder and file name for ``title``: its words, then a hash of the whole title so
-    titles that share a long prefix stay apart."""
-    words = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-    digest = hashlib.sha256(title.encode()).hexdigest()[:8]
-    return f"{words[:60].rstrip('-')}-{digest}"
 
 
 def completion_title(finding: Finding) -> str:

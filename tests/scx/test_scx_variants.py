@@ -8,9 +8,9 @@ from pathlib import Path
 
 from fuzzkit_scx import cmask_layout
 from fuzzkit_scx.arena_pool import SCX_ARENA_GROW_PAGES, U32
-from fuzzkit_scx.bitmap import bitmap_find_next_zero_area
 from fuzzkit_scx.cmask_layout import CmaskCtx
 from fuzzkit_scx.sched import ScxSched
+from fuzzkit_seeded.scx import gen_pool_alloc_unlocked_claim
 from helpers import Op, program, run
 from scx_helpers import REG, alloc, preempted, the_arena, the_sched, variant
 from variants import scx_single_retry as retry
@@ -71,22 +71,6 @@ def test_R25_grow_race_example_is_clean_with_the_loop_and_a_finding_with_one_ret
 
 
 # -- I17 ------------------------------------------------------------------------------------------------
-
-
-def gen_pool_alloc_unlocked_claim(m: Machine, cpu: Cpu, pool: object, size: int) -> Steps:
-    """Search, then set the bits with a plain store: no cmpxchg to notice a concurrent claim."""
-    order = pool.min_alloc_order  # type: ignore[attr-defined]
-    nbits = (size + (1 << order) - 1) >> order
-    for chunk in tuple(pool.chunks):  # type: ignore[attr-defined]
-        end_bit = chunk.size >> order
-        start = bitmap_find_next_zero_area(chunk.bits, end_bit, 0, nbits)
-        yield "gen_pool_first_fit"
-        if start < end_bit:
-            chunk.bits |= ((1 << nbits) - 1) << start
-            chunk.avail -= nbits << order
-            yield "set bits"
-            return chunk.start_addr + (start << order)
-    return 0
 
 
 def test_I17_fires_on_overlapping_grants_from_an_unlocked_bitmap_claim(session: Session) -> None:
