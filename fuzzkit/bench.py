@@ -1,7 +1,8 @@
 """``fuzzkit bench``: emulator throughput on a canonical mixed workload.
 
 The workload is fixed (seeded generation of programs of 32 ops from the full op table, random
-interleaving, rare injected failures) so figures are comparable between commits. Oracles are
+interleaving, rare injected failures) so figures are comparable between commits; each is the median of
+several timed rounds, with their range. Oracles are
 on, as in a campaign. Figures are wall-clock and belong in notes, never in tests.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import random
 import resource
+import statistics
 import time
 import tracemalloc
 from dataclasses import asdict, dataclass
@@ -21,22 +23,45 @@ from fuzzkit.machine.core import Machine
 from fuzzkit.program import load
 from fuzzkit.runner import Session
 
+#: Timed rounds of the emulator figure: the same programs run this many times and the median
+#: round is reported, since one timing on a shared machine says as much about the neighbours.
+ROUNDS = 5
+
 
 @dataclass
 class BenchFigure:
     name: str
     cpus: int
     programs: int
+    #: Steps of one round (every round runs the same programs, so the same steps).
     steps: int
-    seconds: float
+    #: Seconds of each round.
+    rounds: list[float]
     findings: int
+
+    @property
+    def seconds(self) -> float:
+        """The median round's seconds."""
+        return statistics.median(self.rounds)
 
     @property
     def steps_per_second(self) -> float:
         return self.steps / self.seconds if self.seconds else 0.0
 
+    @property
+    def range(self) -> tuple[float, float]:
+        """Steps per second of the slowest and the fastest round."""
+        return self.steps / max(self.rounds), self.steps / min(self.rounds)
+
     def to_json(self) -> dict[str, object]:
-        return {**asdict(self), "steps_per_second": round(self.steps_per_second)}
+        low, high = self.range
+        return {
+            **asdict(self),
+            "seconds": self.seconds,
+            "steps_per_second": round(self.steps_per_second),
+            "steps_per_second_lowest": round(low),
+            "steps_per_second_highest": round(high),
+        }
 
 
 def emulator_throughput(
@@ -46,14 +71,17 @@ def emulator_throughput(
     rng = random.Random(seed)
     progs = [session.resolve(random_program(kernel, rng, 32))[1] for _ in range(programs)]
     inject = {p: 0.01 for p in kernel.injection_points}
+    rounds = []
     steps = findings = 0
-    start = time.perf_counter()
-    for i, calls in enumerate(progs):
-        result = Machine(kernel, calls, RandomChoices(seed + i, inject=inject)).run()
-        steps += result.steps
-        findings += result.finding is not None
-    elapsed = time.perf_counter() - start
-    return BenchFigure(f"emulator {arch}/{revision}", cpus, programs, steps, elapsed, findings)
+    for _ in range(ROUNDS):
+        steps = findings = 0
+        start = time.perf_counter()
+        for i, calls in enumerate(progs):
+            result = Machine(kernel, calls, RandomChoices(seed + i, inject=inject)).run()
+            steps += result.steps
+            findings += result.finding is not None
+        rounds.append(time.perf_counter() - start)
+    return BenchFigure(f"emulator {arch}/{revision}", cpus, programs, steps, rounds, findings)
 
 
 @dataclass

@@ -865,9 +865,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         figures.append(fig)
         if not args.json:
             print(
-                f"{fig.name}, {cpus} cpu: {fig.steps_per_second:,.0f} steps/s "
-                f"({fig.steps} steps, {fig.programs} programs, {fig.findings} with findings, "
-                f"{fig.seconds:.2f}s)",
+                f"{fig.name}, {cpus} cpu: {fig.steps_per_second:,.0f} steps/s (median of "
+                f"{len(fig.rounds)} rounds, {fig.range[0]:,.0f}-{fig.range[1]:,.0f}; {fig.steps} steps, "
+                f"{fig.programs} programs, {fig.findings} with findings)",
                 flush=True,
             )
     engines: dict[str, float] = {}

@@ -120,6 +120,10 @@ def test_bench_json_reports_steps_per_second(capsys: pytest.CaptureFixture[str])
     figures = json.loads(capsys.readouterr().out)["figures"]
     assert [f["cpus"] for f in figures] == [1, 2]
     assert all(f["steps"] > 0 and f["steps_per_second"] > 0 for f in figures)
+    # The figure is the median of timed rounds, and the range it quotes brackets it.
+    for f in figures:
+        assert len(f["rounds"]) == 5
+        assert f["steps_per_second_lowest"] <= f["steps_per_second"] <= f["steps_per_second_highest"]
 
 
 def test_examples_are_package_data_the_checkout_links_to() -> None:
