@@ -372,13 +372,13 @@ def arena_free_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: i
     fault holds part of the range: the free is dropped, R7) or "noop"."""
     uaddr = (uaddr & 0xFFFFFFFF) & ~(PAGE_SIZE - 1)
     full_uaddr = clear_lo32(arena.user_vm_start) + uaddr
+    # R6, kernel/bpf/arena.c (kernel-patches/bpf 0b79959d) arena_free_pages(): a range
+    # starting below user_vm_start is ignored; only the end is clamped to the VMA.
+    if full_uaddr < arena.user_vm_start:
+        return "noop"
     uaddr_end = min(arena.user_vm_end, full_uaddr + (page_cnt << PAGE_SHIFT))
     if full_uaddr >= uaddr_end:
         return "noop"
-    # R6, kernel/bpf/arena.c arena_free_pages(): only the end is clamped to the VMA. A range
-    # starting below user_vm_start keeps its start: compute_pgoff() wraps to offsets past
-    # max_entries, which range_tree_set() marks FREE (slot 0 stays TAKEN), while the PTE
-    # walk, by kernel address, still clears the slots the range covers.
     page_cnt = (uaddr_end - full_uaddr) >> PAGE_SHIFT
     pgoff = arena.compute_pgoff(uaddr)
     if not sleepable or not (yield from arena_spin_lock(m, cpu, arena)):

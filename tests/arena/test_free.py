@@ -474,11 +474,10 @@ def test_R10_reserve_lock_failure_is_ebusy(session: Session) -> None:
     assert the_arena(r).rt.intervals() == [(0, 16)]
 
 
-def test_R6_free_starting_below_user_vm_start_keeps_slot_0_taken(session: Session) -> None:
-    # kernel/bpf/arena.c arena_free_pages() clamps only the end to the VMA. A 2-page free
-    # one page below user_vm_start (pgoff 2^20 - 1 wraps the low 32 bits there) computes
-    # pgoff 0xfffff: range_tree_set() marks offsets 0xfffff and 0x100000 FREE, not slot 0,
-    # while the PTE walk, by kernel address, clears slot 0 and frees its page.
+def test_R6_free_starting_below_user_vm_start_is_a_noop(session: Session) -> None:
+    # kernel/bpf/arena.c (kernel-patches/bpf 0b79959d) arena_free_pages() returns at once when
+    # the range starts below user_vm_start: a 2-page free one page below it (pgoff 2^20 - 1
+    # wraps the low 32 bits there) frees neither slot 0's page nor any range-tree offset.
     below = MAX_PAGES - 1
     ops = [
         ("arena.create", {"max_entries": 2, "user_vm_start": "fixed_below_4g"}),
@@ -492,11 +491,9 @@ def test_R6_free_starting_below_user_vm_start_keeps_slot_0_taken(session: Sessio
     a = r.machine.handles["arena"][0]
     assert r.finding is None
     assert a.user_vm_start & 0xFFFFFFFF == 0xFFFFE000
-    assert r.results[1] == a.user_vm_start and r.results[2] == "freed"
-    assert slot_state(r, 0, 0) == "EMPTY" and r.machine.pages[0x1001].freed
+    assert r.results[1] == a.user_vm_start and r.results[2] == "noop"
+    assert slot_state(r, 0, 0) == "REAL" and not r.machine.pages[0x1001].freed
     assert r.results[3] == 0, "slot 0 is still TAKEN: an explicit allocation of it fails"
-    # Best fit: slot 1 first (the smaller range), then the range past the arena, which maps
-    # a page one page below user_vm_start, as the kernel does.
-    assert r.results[4] == a.uaddr(1)
-    assert r.results[5] == a.user_vm_start - PAGE_SIZE
-    assert a.rt.intervals() == [(0x100000, 0x100001)]
+    # Best fit: slot 1, then nothing: no offset past the arena was made FREE.
+    assert r.results[4] == a.uaddr(1) and r.results[5] == 0
+    assert a.rt.intervals() == [] and a.rt.unavailable() == []
