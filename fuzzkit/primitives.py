@@ -167,7 +167,7 @@ class Primitives(Protocol):
         """R23 clear granules; BUG on unknown/clear"""
 
     def is_range_tree_set(self, m: Machine, arena: Any, pgoff: int, n: int, /) -> int:
-        """range tree: all FREE?"""
+        """range tree: covered, FREE or unavailable?"""
 
     def kfence(self, m: Machine, cpu: Cpu, fault: Fault, /) -> Steps:
         """KFENCE pool faults"""

@@ -72,7 +72,7 @@ def fuzzkit_register_primitives(register: Any) -> None:
         k.flush_tlb_before_set,
         summary="break-before-make flush (arm64), no-op on x86",
     )
-    register("is_range_tree_set", k.is_range_tree_set, summary="range tree: all FREE?")
+    register("is_range_tree_set", k.is_range_tree_set, summary="range tree: covered, FREE or unavailable?")
     register("range_tree_find", k.range_tree_find, summary="range tree: best fit (R2)")
     register("range_tree_clear", k.range_tree_clear, summary="range tree: mark TAKEN")
     register("range_tree_set", k.range_tree_set, summary="range tree: mark FREE")

@@ -2,8 +2,10 @@
 
 Locking, as in the kernel: ``arena->spinlock`` (a resilient spinlock whose acquisition can
 fail, injection point ``arena_spin_lock``) is held across the whole of an allocation (claim,
-page allocation, PTE installation), across the range-tree update and PTE clearing of a free,
-and across a user fault. The kernel-fault scratch installer takes no lock: it is the one
+page allocation, PTE installation), across the range-tree update and PTE clearing of a free
+(and again, after the flush, to make the range FREE), and across a user fault's lookup (and
+again, once the page is mapped, to let the slot go). Between those a range is UNAVAILABLE in
+the range tree (R7, R11). The kernel-fault scratch installer takes no lock: it is the one
 writer that races with the lock holders, and only through ``ptep_try_set`` against
 ``ptep_get_and_clear`` (R17). That is why those two must be atomic.
 
@@ -55,6 +57,7 @@ def arena_spin_lock(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
 
 
 def is_range_tree_set(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    """0 when range-tree nodes, FREE or UNAVAILABLE, cover the range."""
     return arena.rt.is_set(pgoff, n)
 
 
