@@ -371,8 +371,9 @@ def _unmap_and_free(
 
 
 def arena_free_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: int, sleepable: bool) -> Steps:
-    """Returns "freed", "deferred", "leaked" (span allocation failed, R8), "busy" (a user
-    fault holds part of the range: the free is dropped, R7) or "noop"."""
+    """Returns "freed", "deferred", "leaked" (span allocation failed, R8), "busy" (part of
+    the range is unavailable, held by a user fault or by another free: this free is
+    dropped, R7) or "noop"."""
     uaddr = (uaddr & 0xFFFFFFFF) & ~(PAGE_SIZE - 1)
     full_uaddr = clear_lo32(arena.user_vm_start) + uaddr
     # R6, kernel/bpf/arena.c (kernel-patches/bpf 0b79959d) arena_free_pages(): a range
@@ -396,7 +397,8 @@ def arena_free_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: i
             return (yield from _defer_free(m, arena, uaddr, page_cnt, release_only=False))
         if ret != EAGAIN:
             m.note(f"WARN_ON_ONCE: range_tree_set_unavail returned {ret}")
-        # -EAGAIN: a user fault holds the range while it maps the page; the free is dropped.
+        # -EAGAIN: a user fault mapping a page of the range, or another free of it, holds
+        # part of it; this free is dropped and its caller is not told.
         return "busy"
     yield "range_tree_set_unavail"
     kpage = (arena.kbase + uaddr) >> PAGE_SHIFT
