@@ -115,3 +115,17 @@ def test_R11_two_user_faults_on_one_slot_map_one_page(session: Session, arch: st
     assert "wait arena0.unavail[3+1]" in [t.label for t in r.trace if t.call == 3]
     assert r.results[3] == 7 and len(r.machine.user_ptes) == 1 and a.nr_pages == 1
     assert a.holds == {} and a.rt.unavailable() == []
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_R7_a_second_free_during_the_first_ones_flush_is_dropped(session: Session, arch: str) -> None:
+    # cpu1 frees slot 3 again while cpu0's free of it is between its unlock and its flush:
+    # range_tree_set_unavail() meets cpu0's unavailable node (-EAGAIN), so cpu1's free does
+    # nothing; cpu0's completes and the page is freed once.
+    ops = [arena(), (0, *alloc(3)), (0, *free(3)), (1, *free(3))]
+    r = preempted(session, ops, cpu=0, after="spin_unlock", to=1, arch=arch)
+    a = the_arena(r)
+    assert r.finding is None
+    assert r.results[2] == "freed" and r.results[3] == "busy"
+    assert r.machine.pages[0x1001].freed and slot_state(r, 0, 3) == "EMPTY"
+    assert a.rt.intervals() == [(0, 16)] and a.holds == {}
