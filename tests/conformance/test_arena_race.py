@@ -61,14 +61,15 @@ def test_deferred_free_realloc_after_the_worker(session: Session, arch: str) -> 
     assert r.results[7] == r.results[2] and r.results[9] == NEW
 
 
+@pytest.mark.parametrize("revision", REVISIONS)
 @pytest.mark.parametrize("arch", ARCHES)
-def test_fault_free_realloc_every_schedule(session: Session, arch: str) -> None:
+def test_fault_free_realloc_every_schedule(session: Session, arch: str, revision: str) -> None:
     # fault_free_realloc: user space keeps faulting the page in while a program frees it and
     # allocates it again. Every schedule within two preemptions is clean (no page freed while
     # mapped or cached, none leaked; on arm64 no fault installs a page between the free's
     # unlock and its flush, I10), and the last read after the program sees its marker.
     ops = [*ARENA, *ALLOC_OLD, user_read(1), free_page(), *try_realloc(0), user_read(1), user_read(0)]
-    prog = program(ops, arch=arch, cpus=2)
+    prog = program(ops, arch=arch, revision=revision, cpus=2)
     e = explore(session, prog, max_switches=2)
     assert e.exhaustive and e.found is None and e.runs > 20
     r = session.run(prog)
