@@ -167,7 +167,7 @@ class Primitives(Protocol):
         """R23 clear granules; BUG on unknown/clear"""
 
     def is_range_tree_set(self, m: Machine, arena: Any, pgoff: int, n: int, /) -> int:
-        """range tree: all FREE?"""
+        """range tree: covered, FREE or unavailable?"""
 
     def kfence(self, m: Machine, cpu: Cpu, fault: Fault, /) -> Steps:
         """KFENCE pool faults"""
@@ -192,6 +192,15 @@ class Primitives(Protocol):
 
     def range_tree_set(self, m: Machine, arena: Any, pgoff: int, n: int, /) -> int:
         """range tree: mark FREE"""
+
+    def range_tree_set_unavail(self, m: Machine, arena: Any, pgoff: int, n: int, /) -> int:
+        """range tree: mark unavailable (R7, R11)"""
+
+    def range_tree_make_avail(self, m: Machine, arena: Any, pgoff: int, n: int, /) -> int:
+        """range tree: unavailable becomes FREE (R7)"""
+
+    def range_tree_remove_unavail(self, m: Machine, arena: Any, pgoff: int, n: int, /) -> int:
+        """range tree: unavailable becomes TAKEN (R11)"""
 
     def scx_arena_alloc(self, m: Machine, cpu: Cpu, sch: Any, size: int, /) -> Steps:
         """R25 allocate, growing in a loop"""

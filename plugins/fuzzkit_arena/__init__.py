@@ -72,10 +72,21 @@ def fuzzkit_register_primitives(register: Any) -> None:
         k.flush_tlb_before_set,
         summary="break-before-make flush (arm64), no-op on x86",
     )
-    register("is_range_tree_set", k.is_range_tree_set, summary="range tree: all FREE?")
+    register("is_range_tree_set", k.is_range_tree_set, summary="range tree: covered, FREE or unavailable?")
     register("range_tree_find", k.range_tree_find, summary="range tree: best fit (R2)")
     register("range_tree_clear", k.range_tree_clear, summary="range tree: mark TAKEN")
     register("range_tree_set", k.range_tree_set, summary="range tree: mark FREE")
+    register(
+        "range_tree_set_unavail", k.range_tree_set_unavail, summary="range tree: mark unavailable (R7, R11)"
+    )
+    register(
+        "range_tree_make_avail", k.range_tree_make_avail, summary="range tree: unavailable becomes FREE (R7)"
+    )
+    register(
+        "range_tree_remove_unavail",
+        k.range_tree_remove_unavail,
+        summary="range tree: unavailable becomes TAKEN (R11)",
+    )
     register("arena_alloc_pages", k.arena_alloc_pages, summary="R1-R5 allocation")
     register("arena_free_pages", k.arena_free_pages, summary="R6-R9 free")
     register("arena_free_worker", k.arena_free_worker, summary="R8 deferred-free worker")

@@ -150,8 +150,12 @@ class Arena:
         self.nr_pages = 0
         #: REAL PTEs counted by the I13 oracle from the PTE writes themselves.
         self.real_ptes = 0
-        #: Deferred free spans (uaddr32, page_cnt) for the worker (R8).
-        self.free_spans: list[tuple[int, int]] = []
+        #: Deferred free spans (uaddr32, page_cnt, release_only) for the worker, oldest
+        #: first (R8); a release-only span has been torn down and waits to become FREE.
+        self.free_spans: list[tuple[int, int, bool]] = []
+        #: Each unavailable range (pgoff, page_cnt) and what ends it: a lock owned by the
+        #: CPU that will, unowned once that is left to the worker (R7, R8, R11).
+        self.holds: dict[tuple[int, int], Mutex] = {}
         #: Live user VMAs (mmap count).
         self.vmas = 0
         #: CPUs currently inside an operation on this arena.

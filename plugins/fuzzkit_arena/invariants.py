@@ -333,7 +333,7 @@ def i11_freed_range(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
         call.args["pgoff"], min(call.args["pgoff"] + call.args["page_cnt"], arena.max_entries)
     ):
         page = m.page_of(m.ptes.get(arena.vpage(pgoff), 0))
-        if page is not None and not page.shared and arena.rt.is_set(pgoff, 1) == 0:
+        if page is not None and not page.shared and range_tree_free_mask(arena.rt, pgoff, pgoff + 1):
             raise Violation("I11", "slot REAL but FREE after a completed free", f"slot {pgoff}")
 
 
@@ -351,16 +351,17 @@ def _best_fit_claim(m: Machine, cpu: Cpu, call: Call, arena: Arena) -> tuple[int
     return fit
 
 
-def range_tree_free_mask(rt: RangeTree, lo: int, hi: int) -> int:
-    """FREE offsets of ``[lo, hi)`` in the range tree as bits (bit 0 is ``lo``), in the
-    reference's form. The oracle's query, kept here: it is no kernel path, and in the range
-    tree's module atheris would count its loop as coverage."""
-    starts, ends = rt.starts, rt.ends
+def range_tree_free_mask(rt: RangeTree, lo: int, hi: int, *, avail: bool = True) -> int:
+    """FREE (``avail``) or unavailable offsets of ``[lo, hi)`` in the range tree as bits
+    (bit 0 is ``lo``), in the reference's form. The oracle's query, kept here: it is no
+    kernel path, and in the range tree's module atheris would count its loop as coverage."""
+    starts, ends, avails = rt.starts, rt.ends, rt.avail
     mask = 0
     i = bisect.bisect_right(ends, lo)
     while i < len(starts) and starts[i] < hi:
-        s, e = max(starts[i], lo), min(ends[i], hi)
-        mask |= ((1 << (e - s)) - 1) << (s - lo)
+        if avails[i] is avail:
+            s, e = max(starts[i], lo), min(ends[i], hi)
+            mask |= ((1 << (e - s)) - 1) << (s - lo)
         i += 1
     return mask
 
@@ -385,6 +386,10 @@ def i12_range_tree(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
         differ = range_tree_free_mask(arena.rt, lo, hi) ^ arena.ref.free_mask(lo, hi)
         pgoff = lo + (differ & -differ).bit_length() - 1
         raise Violation("I12", "range tree and reference disagree", f"slot {pgoff}")
+    if hi > lo and range_tree_free_mask(arena.rt, lo, hi, avail=False) != arena.ref.withheld_mask(lo, hi):
+        differ = range_tree_free_mask(arena.rt, lo, hi, avail=False) ^ arena.ref.withheld_mask(lo, hi)
+        pgoff = lo + (differ & -differ).bit_length() - 1
+        raise Violation("I12", "range tree and reference disagree on an unavailable slot", f"slot {pgoff}")
 
 
 def i13_count_real(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:

@@ -2,8 +2,10 @@
 
 Locking, as in the kernel: ``arena->spinlock`` (a resilient spinlock whose acquisition can
 fail, injection point ``arena_spin_lock``) is held across the whole of an allocation (claim,
-page allocation, PTE installation), across the range-tree update and PTE clearing of a free,
-and across a user fault. The kernel-fault scratch installer takes no lock: it is the one
+page allocation, PTE installation), across the range-tree update and PTE clearing of a free
+(and again, after the flush, to make the range FREE), and across a user fault's lookup (and
+again, once the page is mapped, to let the slot go). Between those a range is UNAVAILABLE in
+the range tree (R7, R11). The kernel-fault scratch installer takes no lock: it is the one
 writer that races with the lock holders, and only through ``ptep_try_set`` against
 ``ptep_get_and_clear`` (R17). That is why those two must be atomic.
 
@@ -13,7 +15,7 @@ step (DESIGN principle 3).
 
 from __future__ import annotations
 
-from fuzzkit import PAGE_SHIFT, PAGE_SIZE, RETRY, Cpu, Fault, Machine, Page, Steps
+from fuzzkit import PAGE_SHIFT, PAGE_SIZE, RETRY, Cpu, Fault, Machine, Mutex, Page, Steps
 from fuzzkit_arena.arena import (
     BPF_F_SEGV_ON_FAULT,
     Arena,
@@ -22,7 +24,8 @@ from fuzzkit_arena.arena import (
     clear_lo32,
     violation_text,
 )
-from fuzzkit_arena.reference import rt_clear, rt_set
+from fuzzkit_arena.range_tree import EAGAIN, ENOMEM
+from fuzzkit_arena.reference import rt_clear, rt_make_avail, rt_remove_unavail, rt_set, rt_set_unavail
 
 EBUSY = -16
 EINVAL = -22
@@ -32,8 +35,12 @@ NR_NODES = 1
 #: Pages per batch of arena_alloc_pages(): KMALLOC_MAX_CACHE_SIZE (two pages) divided by
 #: sizeof(struct page *), the largest pages array kmalloc_nolock() can serve.
 KMALLOC_BATCH = 2 * PAGE_SIZE // 8
-#: Outcome of a user fault that could not take the lock: the access is retried.
+#: Outcome of a user fault that could not take the lock or found the slot unavailable: the
+#: access is retried.
 VM_FAULT_RETRY = "retry"
+#: Outcome of a user fault that could not hold its slot (a range-tree node allocation
+#: failed): pagefault_out_of_memory(), after which the access is retried.
+VM_FAULT_OOM = "oom"
 
 
 def arena_spin_lock(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
@@ -50,6 +57,7 @@ def arena_spin_lock(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
 
 
 def is_range_tree_set(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    """0 when range-tree nodes, FREE or UNAVAILABLE, cover the range."""
     return arena.rt.is_set(pgoff, n)
 
 
@@ -62,7 +70,20 @@ def range_tree_clear(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
 
 
 def range_tree_set(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    """range_tree_set_avail()."""
     return arena.rt.set(m, pgoff, n)
+
+
+def range_tree_set_unavail(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    return arena.rt.set_unavail(m, pgoff, n)
+
+
+def range_tree_make_avail(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    return arena.rt.make_avail(pgoff, n)
+
+
+def range_tree_remove_unavail(m: Machine, arena: Arena, pgoff: int, n: int) -> int:
+    return arena.rt.remove_unavail(pgoff, n)
 
 
 # -- PTE callbacks (R4, R7, R15) ---------------------------------------------------------------
@@ -274,61 +295,184 @@ def arena_alloc_pages(
 # -- free (R6-R9) ----------------------------------------------------------------------------------
 
 
+def _withhold(m: Machine, cpu: Cpu, arena: Arena, pgoff: int, n: int) -> int:
+    """range_tree_set_unavail() of ``[pgoff, pgoff+n)``, recording this CPU as the one that
+    will end the unavailable state (for :func:`_wait_unavailable`)."""
+    ret = rt_set_unavail(m, arena, pgoff, n)
+    if ret == 0:
+        hold = arena.holds[(pgoff, n)] = Mutex(f"{arena.name}.unavail[{pgoff}+{n}]")
+        hold.owner = cpu.id
+    return ret
+
+
+def _end_hold(m: Machine, arena: Arena, pgoff: int, n: int, *, avail: bool) -> None:
+    """range_tree_make_avail() (``avail``) or range_tree_remove_unavail(), each WARNing on
+    failure as its callers in arena.c do; whoever waits on the range may go on."""
+    ret = (rt_make_avail if avail else rt_remove_unavail)(m, arena, pgoff, n)
+    if ret:
+        m.note(f"WARN_ON_ONCE: range_tree_{'make_avail' if avail else 'remove_unavail'} returned {ret}")
+    hold = arena.holds.pop((pgoff, n), None)
+    if hold is not None:
+        hold.owner = None
+
+
+def _orphan_hold(arena: Arena, pgoff: int, n: int) -> None:
+    """The CPU that withheld the range leaves its release to the worker."""
+    hold = arena.holds.get((pgoff, n))
+    if hold is not None:
+        hold.owner = None
+
+
+def _wait_unavailable(m: Machine, cpu: Cpu, arena: Arena, pgoff: int) -> Steps:
+    """R11, VM_FAULT_RETRY on an unavailable slot: the kernel retries the fault until the
+    range's holder ends that state. Modelled as a sleep on the holder, so that a schedule
+    which never preempts the faulting CPU is not a livelock here; a range whose release was
+    left to the worker is released by the work item running meanwhile (schedule_work())."""
+    for (lo, n), hold in list(arena.holds.items()):
+        if lo <= pgoff < lo + n:
+            if hold.owner is None:
+                yield from m.k.arena_free_worker(m, cpu, arena)
+            else:
+                yield from m.mutex_lock(cpu, hold)
+                m.mutex_unlock(cpu, hold)
+            return
+
+
+def _defer_free(m: Machine, arena: Arena, uaddr: int, page_cnt: int, *, release_only: bool) -> Steps:
+    """R8, arena_free_pages()'s ``defer:`` label: queue the span for the worker. When the
+    span cannot be allocated, a range not yet torn down keeps its pages until destroy; a
+    release-only one stays unavailable until destroy."""
+    if m.inject("free_span_alloc"):
+        if release_only:
+            m.note(f"free span allocation failed: {page_cnt} pages stay unavailable until destroy (R8)")
+        else:
+            arena.leaked_spans += page_cnt
+            m.note(f"free span allocation failed: {page_cnt} pages leak until destroy (R8)")
+        return "leaked"
+    arena.free_spans.append((uaddr, page_cnt, release_only))
+    yield "queue free span"
+    return "deferred"
+
+
+def _unmap_and_free(
+    m: Machine, cpu: Cpu, arena: Arena, full_uaddr: int, page_cnt: int, pages: list[Page]
+) -> Steps:
+    """arena_free_pages() after the unlock: zap user mappings (all at once for more than one
+    page; for one page only when user space may map it, ``page_ref_count() > 1``), then
+    free the collected pages."""
+    if page_cnt > 1:
+        yield from m.k.zap_pages(m, cpu, arena, full_uaddr, page_cnt)
+    for page in pages:
+        if page_cnt == 1 and page.umaps:
+            yield from m.k.zap_pages(m, cpu, arena, full_uaddr, 1)
+        m.free_page(cpu, page)
+    if pages:
+        yield "__free_page"
+
+
 def arena_free_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt: int, sleepable: bool) -> Steps:
-    """Returns "freed", "deferred", "leaked" (span allocation failed, R8) or "noop"."""
+    """Returns "freed", "deferred", "leaked" (span allocation failed, R8), "busy" (part of
+    the range is unavailable, held by a user fault or by another free: this free is
+    dropped, R7) or "noop"."""
     uaddr = (uaddr & 0xFFFFFFFF) & ~(PAGE_SIZE - 1)
     full_uaddr = clear_lo32(arena.user_vm_start) + uaddr
+    # R6, kernel/bpf/arena.c (kernel-patches/bpf 0b79959d) arena_free_pages(): a range
+    # starting below user_vm_start is ignored; only the end is clamped to the VMA.
+    if full_uaddr < arena.user_vm_start:
+        return "noop"
     uaddr_end = min(arena.user_vm_end, full_uaddr + (page_cnt << PAGE_SHIFT))
     if full_uaddr >= uaddr_end:
         return "noop"
-    # R6, kernel/bpf/arena.c arena_free_pages(): only the end is clamped to the VMA. A range
-    # starting below user_vm_start keeps its start: compute_pgoff() wraps to offsets past
-    # max_entries, which range_tree_set() marks FREE (slot 0 stays TAKEN), while the PTE
-    # walk, by kernel address, still clears the slots the range covers.
     page_cnt = (uaddr_end - full_uaddr) >> PAGE_SHIFT
     pgoff = arena.compute_pgoff(uaddr)
     if not sleepable or not (yield from arena_spin_lock(m, cpu, arena)):
-        if m.inject("free_span_alloc"):
-            arena.leaked_spans += page_cnt
-            m.note(f"free span allocation failed: {page_cnt} pages leak until destroy (R8)")
-            return "leaked"
-        arena.free_spans.append((uaddr, page_cnt))
-        yield "queue free span"
-        return "deferred"
-    rt_set(m, arena, pgoff, page_cnt)
-    yield "range_tree_set"
+        return (yield from _defer_free(m, arena, uaddr, page_cnt, release_only=False))
+    # R7, kernel/bpf/arena.c (kernel-patches/bpf 0b79959d) arena_free_pages(): the range is
+    # unavailable, neither FREE nor claimable, from here until its TLB flush is done.
+    ret = _withhold(m, cpu, arena, pgoff, page_cnt)
+    if ret:
+        m.mutex_unlock(cpu, arena.spinlock)
+        yield "range_tree_set_unavail failed"
+        if ret == ENOMEM:
+            return (yield from _defer_free(m, arena, uaddr, page_cnt, release_only=False))
+        if ret != EAGAIN:
+            m.note(f"WARN_ON_ONCE: range_tree_set_unavail returned {ret}")
+        # -EAGAIN: a user fault mapping a page of the range, or another free of it, holds
+        # part of it; this free is dropped and its caller is not told.
+        return "busy"
+    yield "range_tree_set_unavail"
     kpage = (arena.kbase + uaddr) >> PAGE_SHIFT
     pages = yield from clear_range(m, cpu, arena, kpage, page_cnt)
     m.mutex_unlock(cpu, arena.spinlock)
-    # R7: the lock is dropped before the flush, a window of its own: another CPU may claim
-    # the range and install into it while TLBs still hold the cleared translations.
+    # R7: the lock is dropped before the flush; the range stays unavailable meanwhile, so
+    # no other CPU can claim it or fault a page into it while TLBs hold the old one.
     yield "spin_unlock"
     yield from m.k.flush_tlb_kernel_range(m, cpu, kpage, kpage + page_cnt)
-    yield from m.k.zap_pages(m, cpu, arena, full_uaddr, page_cnt)
-    yield from free_collected(m, cpu, pages)
+    yield from _unmap_and_free(m, cpu, arena, full_uaddr, page_cnt, pages)
+    if not (yield from arena_spin_lock(m, cpu, arena)):
+        # The pages are gone; making the range FREE is left to the worker.
+        _orphan_hold(arena, pgoff, page_cnt)
+        yield from _defer_free(m, arena, uaddr, page_cnt, release_only=True)
+        return "freed"
+    _end_hold(m, arena, pgoff, page_cnt, avail=True)
+    m.mutex_unlock(cpu, arena.spinlock)
+    yield "range_tree_make_avail"
     return "freed"
 
 
 def arena_free_worker(m: Machine, cpu: Cpu, arena: Arena) -> Steps:
-    """R8's worker: performs the queued frees as R7 does, all spans under one lock hold."""
+    """R8's worker (kernel/bpf/arena.c, kernel-patches/bpf 0b79959d, arena_free_worker()):
+    under one lock hold, release-only spans become FREE and the others are withheld and
+    torn down (PTEs cleared); after the unlock each torn-down span is flushed and zapped,
+    the pages freed, and under the lock again the spans become FREE. ``llist_del_all()``
+    hands the spans over newest first, and each ``__llist_add`` onto a local list reverses
+    the order again."""
     if not arena.free_spans:
         return 0
     if not (yield from arena_spin_lock(m, cpu, arena)):
         return 0  # schedule_work() again: the spans stay queued
-    spans, arena.free_spans = arena.free_spans, []
+    spans, arena.free_spans = arena.free_spans[::-1], []
     pages: list[Page] = []
-    for uaddr, page_cnt in spans:
+    teardown: list[tuple[int, int]] = []
+    for uaddr, page_cnt, release_only in spans:
+        pgoff = arena.compute_pgoff(uaddr)
+        if release_only:
+            _end_hold(m, arena, pgoff, page_cnt, avail=True)
+            yield "range_tree_make_avail"
+            continue
+        ret = _withhold(m, cpu, arena, pgoff, page_cnt)
+        if ret:
+            if ret == ENOMEM:
+                arena.leaked_spans += page_cnt
+                m.note(f"range tree node allocation failed: {page_cnt} pages leak until destroy (R8)")
+            elif ret != EAGAIN:
+                m.note(f"WARN_ON_ONCE: range_tree_set_unavail returned {ret}")
+            yield "range_tree_set_unavail failed"
+            continue
+        yield "range_tree_set_unavail"
         kpage = (arena.kbase + uaddr) >> PAGE_SHIFT
         pages += yield from clear_range(m, cpu, arena, kpage, page_cnt)
-        rt_set(m, arena, arena.compute_pgoff(uaddr), page_cnt)
-        yield "range_tree_set"
+        teardown.insert(0, (uaddr, page_cnt))
     m.mutex_unlock(cpu, arena.spinlock)
     yield "spin_unlock"
-    for uaddr, page_cnt in spans:
+    released: list[tuple[int, int]] = []
+    for uaddr, page_cnt in teardown:
         kpage = (arena.kbase + uaddr) >> PAGE_SHIFT
         yield from m.k.flush_tlb_kernel_range(m, cpu, kpage, kpage + page_cnt)
         yield from m.k.zap_pages(m, cpu, arena, clear_lo32(arena.user_vm_start) + uaddr, page_cnt)
+        released.insert(0, (uaddr, page_cnt))
     yield from free_collected(m, cpu, pages)
+    if not released:
+        return len(spans)
+    if not (yield from arena_spin_lock(m, cpu, arena)):
+        for uaddr, page_cnt in released:
+            _orphan_hold(arena, arena.compute_pgoff(uaddr), page_cnt)
+            arena.free_spans.append((uaddr, page_cnt, True))
+        return len(spans)  # schedule_work() again
+    for uaddr, page_cnt in released:
+        _end_hold(m, arena, arena.compute_pgoff(uaddr), page_cnt, avail=True)
+    m.mutex_unlock(cpu, arena.spinlock)
+    yield "range_tree_make_avail"
     return len(spans)
 
 
@@ -353,36 +497,63 @@ def arena_reserve_pages(m: Machine, cpu: Cpu, arena: Arena, uaddr: int, page_cnt
 
 
 def arena_vm_fault(m: Machine, cpu: Cpu, arena: Arena, uaddr: int) -> Steps:
-    """Returns the page now mapped at ``uaddr``, None for SIGSEGV, or VM_FAULT_RETRY."""
+    """Returns the page now mapped at ``uaddr``, None for SIGSEGV, VM_FAULT_RETRY or
+    VM_FAULT_OOM (kernel/bpf/arena.c, kernel-patches/bpf 0b79959d, arena_vm_fault())."""
     if not (yield from arena_spin_lock(m, cpu, arena)):
         return VM_FAULT_RETRY
     vpage = arena.kaddr(uaddr) >> PAGE_SHIFT
     pgoff = (uaddr - arena.user_vm_start) >> PAGE_SHIFT
     page = m.page_of((yield from m.k.ptep_get(m, cpu, vpage)))
-    if page is arena.scratch:
-        page = None  # a kernel fault scratched this slot: never lazily allocate over it
-    elif page is None and not arena.flags & BPF_F_SEGV_ON_FAULT and rt_clear(m, arena, pgoff, 1) == 0:
-        page = m.alloc_page(arena.name)
-        if page is not None and (yield from m.k.apply_range_set_cb(m, cpu, arena, vpage, page)):
-            m.free_page(cpu, page)
-            page = None
+    if page is arena.scratch or (page is None and arena.flags & BPF_F_SEGV_ON_FAULT):
+        # A kernel fault scratched this slot: never lazily allocate over it.
+        m.mutex_unlock(cpu, arena.spinlock)
+        yield "arena_vm_fault"
+        return None
+    if page is None:
+        ret = rt_clear(m, arena, pgoff, 1)
+        if ret == 0:
+            page = m.alloc_page(arena.name)
+            if page is not None and (yield from m.k.apply_range_set_cb(m, cpu, arena, vpage, page)):
+                m.free_page(cpu, page)
+                page = None
+            if page is None:
+                rt_set(m, arena, pgoff, 1)
+            else:
+                arena.nr_pages += 1
         if page is None:
-            rt_set(m, arena, pgoff, 1)
-        else:
-            arena.nr_pages += 1
-    if page is not None and not arena.vmas:
-        # munmap() ran while this fault waited (the kernel's mmap_lock orders them): no VMA
-        # is left to map into. A lazily allocated page stays in the arena.
-        page = None
-    if page is not None and uaddr >> PAGE_SHIFT not in m.user_ptes:
-        # R11: the kernel takes the page reference (page_ref_add) before dropping the lock,
-        # so a free that clears the slot next cannot release the page under the mapping.
-        # The user mapping is that reference here; a CPU that lost the race to map the same
-        # user page drops its extra reference, as finish_fault() does.
-        m.user_map(uaddr >> PAGE_SHIFT, page)
+            m.mutex_unlock(cpu, arena.spinlock)
+            yield "arena_vm_fault"
+            if ret == EAGAIN:  # the slot is being freed: retry once that is done
+                yield from _wait_unavailable(m, cpu, arena, pgoff)
+                return VM_FAULT_RETRY
+            return None
+    # R11: the slot is held unavailable while its user PTE is installed without the lock,
+    # so a free of it meanwhile is refused (-EAGAIN) instead of freeing the page under the
+    # mapping being made.
+    ret = _withhold(m, cpu, arena, pgoff, 1)
     m.mutex_unlock(cpu, arena.spinlock)
     yield "arena_vm_fault"
-    return page
+    if ret == EAGAIN:  # another CPU holds the slot
+        yield from _wait_unavailable(m, cpu, arena, pgoff)
+        return VM_FAULT_RETRY
+    if ret:
+        return VM_FAULT_OOM
+    mapped: Page | None = page
+    if not arena.vmas:
+        # munmap() ran while this fault waited (the kernel's mmap_lock orders them): no VMA
+        # is left to map into. A lazily allocated page stays in the arena.
+        mapped = None
+    elif uaddr >> PAGE_SHIFT not in m.user_ptes:
+        # vmf_insert_page(); a CPU that lost the race to map the same user page leaves the
+        # mapping that won, as insert_page() finds the PTE taken.
+        m.user_map(uaddr >> PAGE_SHIFT, page)
+    yield "vmf_insert_page"
+    while not (yield from arena_spin_lock(m, cpu, arena)):
+        pass  # cond_resched() and try again
+    _end_hold(m, arena, pgoff, 1, avail=False)
+    m.mutex_unlock(cpu, arena.spinlock)
+    yield "range_tree_remove_unavail"
+    return mapped
 
 
 # -- destroy (R19) ---------------------------------------------------------------------------------

@@ -190,7 +190,8 @@ def op_user_access(m: Machine, cpu: Cpu, arena: Arena, args: dict[str, Any]) -> 
         return "SIGSEGV"
     uaddr = arena.uaddr(pgoff) + args["word"] * 8
     uvpage = uaddr >> PAGE_SHIFT
-    # arena_vm_fault() maps the page itself; a concurrent zap or VM_FAULT_RETRY faults again.
+    # arena_vm_fault() maps the page itself; a concurrent zap, VM_FAULT_RETRY or VM_FAULT_OOM
+    # faults again.
     while (page := m.user_ptes.get(uvpage)) is None:
         if (yield from m.k.arena_vm_fault(m, cpu, arena, uaddr)) is None:
             return "SIGSEGV"

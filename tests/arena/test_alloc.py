@@ -187,17 +187,29 @@ def test_R2_best_fit_ties_go_to_the_most_recently_inserted_range(session: Sessio
     assert the_arena(r).rt.intervals() == [(12, 16)]
 
 
-def test_R2_the_newest_free_range_wins_and_a_noop_free_keeps_its_place(session: Session) -> None:
+def test_R2_the_newest_free_range_wins(session: Session) -> None:
     # All 7 slots taken, then slots 1, 5 and 3 freed in that order: three one-page ranges,
-    # 3's inserted last. Freeing 1 again changes nothing (range_tree_set() returns early for
-    # a range inside one free node), so best fit takes 3, where lowest offset would take 1.
+    # 3's inserted last, so best fit takes 3, where lowest offset would take 1.
+    def free(pgoff: int) -> tuple[str, dict[str, Any]]:
+        return ("arena.free", {"pgoff": pgoff, "page_cnt": 1})
+
+    ops = [arena(max_entries=7), alloc(None, page_cnt=7), free(1), free(5), free(3), alloc(None)]
+    r = run(session, ops)
+    assert r.finding is None and r.results[5] == uaddr(3)
+    assert the_arena(r).rt.intervals() == [(1, 2), (5, 6)]
+
+
+def test_R2_a_second_free_of_a_free_range_makes_it_the_newest(session: Session) -> None:
+    # As above, then slot 1 freed again: range_tree_set_unavail() takes its node out and
+    # inserts an unavailable one, which range_tree_make_avail() flips in place (no free
+    # neighbour), so slot 1's node is now the newest and best fit takes it (R2, R7).
     def free(pgoff: int) -> tuple[str, dict[str, Any]]:
         return ("arena.free", {"pgoff": pgoff, "page_cnt": 1})
 
     ops = [arena(max_entries=7), alloc(None, page_cnt=7), free(1), free(5), free(3), free(1), alloc(None)]
     r = run(session, ops)
-    assert r.finding is None and r.results[6] == uaddr(3)
-    assert the_arena(r).rt.intervals() == [(1, 2), (5, 6)]
+    assert r.finding is None and r.results[5] == "freed" and r.results[6] == uaddr(1)
+    assert the_arena(r).rt.intervals() == [(3, 4), (5, 6)]
 
 
 def test_R2_explicit_address_needs_every_slot_free(session: Session) -> None:
@@ -477,7 +489,7 @@ def test_R5_nonsleepable_rollback_defers_the_prefix_free(session: Session, arch:
     pages = r.machine.pages
     assert r.finding is None
     assert r.results[2] == 0
-    assert a.free_spans == [(uaddr(2) & 0xFFFFFFFF, 1)]
+    assert a.free_spans == [(uaddr(2) & 0xFFFFFFFF, 1, False)]
     assert slot_state(r, 0, 2) == "REAL" and a.rt.is_set(2, 1) != 0
     assert a.rt.intervals() == [(0, 2), (3, 16)]
     assert a.nr_pages == 1

@@ -61,42 +61,50 @@ def test_deferred_free_realloc_after_the_worker(session: Session, arch: str) -> 
     assert r.results[7] == r.results[2] and r.results[9] == NEW
 
 
-#: The kernel arena_race.c tests keeps a freed range unavailable until its TLB flush
-#: (range_tree.c: range_tree_set_unavail, range_tree_make_avail); the kernel/bpf/arena.c that
-#: does so was not available to model, so the model marks the range FREE before the flush.
-BEFORE_FLUSH = (
-    "the model's arena_free_pages() marks the range FREE before the TLB flush, as the stored "
-    "kernel/bpf/arena.c does; the kernel arena_race.c tests keeps it unavailable until then"
-)
-
-
-@pytest.mark.parametrize(
-    "arch",
-    [
-        "x86",
-        # A user fault installs a page in the window between the free's unlock and its flush,
-        # while another CPU still caches the old one: break-before-make is broken (I10).
-        pytest.param("arm64", marks=pytest.mark.xfail(strict=True, reason=BEFORE_FLUSH)),
-    ],
-)
-def test_fault_free_realloc_every_schedule(session: Session, arch: str) -> None:
+@pytest.mark.parametrize("revision", REVISIONS)
+@pytest.mark.parametrize("arch", ARCHES)
+def test_fault_free_realloc_every_schedule(session: Session, arch: str, revision: str) -> None:
     # fault_free_realloc: user space keeps faulting the page in while a program frees it and
     # allocates it again. Every schedule within two preemptions is clean (no page freed while
-    # mapped or cached, none leaked), and the last read after the program sees its marker.
+    # mapped or cached, none leaked; on arm64 no fault installs a page between the free's
+    # unlock and its flush, I10), and the last read after the program sees its marker.
     ops = [*ARENA, *ALLOC_OLD, user_read(1), free_page(), *try_realloc(0), user_read(1), user_read(0)]
-    prog = program(ops, arch=arch, cpus=2)
+    prog = program(ops, arch=arch, revision=revision, cpus=2)
     e = explore(session, prog, max_switches=2)
     assert e.exhaustive and e.found is None and e.runs > 20
     r = session.run(prog)
     assert r.finding is None and r.results[9] == NEW
 
 
-@pytest.mark.xfail(strict=True, reason=BEFORE_FLUSH)
+@pytest.mark.parametrize("revision", REVISIONS)
 @pytest.mark.parametrize("arch", ARCHES)
-def test_realloc_during_the_flush_fails(session: Session, arch: str) -> None:
+def test_realloc_during_the_flush_fails(session: Session, arch: str, revision: str) -> None:
     # free_before_flush: the free pauses in flush_tlb_kernel_range(); try_realloc on
-    # another CPU must get NULL.
-    ops = [*ARENA, *ALLOC_OLD, free_page(), *try_realloc(1)]
+    # another CPU gets NULL (the range is unavailable until the flush, R7), and once the
+    # free completed it gets the same address again.
+    ops = [*ARENA, *ALLOC_OLD, free_page(), *try_realloc(1), *try_realloc(0), user_read(0)]
+    r = preempted(session, ops, cpu=0, after="spin_unlock", to=1, arch=arch, revision=revision)
+    assert r.finding is None
+    assert r.results[4] == "freed" and r.results[5] == 0
+    assert r.results[7] == r.results[2] and r.results[9] == NEW
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_deferred_realloc_during_the_worker_flush_fails(session: Session, arch: str) -> None:
+    # deferred_free_before_flush: the worker pauses in flush_tlb_kernel_range(); try_realloc
+    # on another CPU gets NULL (R8: the worker keeps the span unavailable until its flush),
+    # and after the worker it succeeds.
+    ops = [
+        *ARENA,
+        *ALLOC_OLD,
+        free_page(sleepable=False),
+        ("arena.free_worker", {"arena": 0}),
+        *try_realloc(1),
+        *try_realloc(0),
+        user_read(0),
+    ]
     r = preempted(session, ops, cpu=0, after="spin_unlock", to=1, arch=arch)
     assert r.finding is None
-    assert r.results[5] == 0
+    assert r.results[4] == "deferred" and r.results[5] == 1 and r.results[6] == 0
+    assert r.results[8] == r.results[2] and r.results[10] == NEW
+

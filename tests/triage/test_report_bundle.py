@@ -116,7 +116,7 @@ def test_report_names_the_replaced_primitive_and_its_plugin(no_skip: Session, tm
     text = (bundle(tmp_path) / "report.md").read_text()
     assert text.startswith(f"# {NO_SKIP_TITLE}\n")
     assert "`apply_range_clear_cb` by plugin `variant` (no scratch skip)" in text
-    assert "- **state broke**: step 15, cpu0, call 2 `arena.free`, in `arena_free_pages`" in text
+    assert "- **state broke**: step 13, cpu0, call 2 `arena.free`, in `arena_free_pages`" in text
     assert "Found with plugins loaded in-process, which no flag can load: variant." in text
     assert "- **variant**: needs variant: the same program replayed without it shows no such bug" in text
 

@@ -37,10 +37,11 @@ FIRES_IN_FREE = [(10, 1)]
 FIRES_IN_ALLOC = [(12, 1), (15, 0), (16, 1)]
 #: The same bug seen at two ops' completion with nothing in flight either way. Under the
 #: default schedule cpu0's free completes before cpu1 starts and the check fires in it. Here
-#: cpu1's alloc takes the arena spinlock the moment cpu0's free drops it (step 11), cpu0's free
-#: completes while the lock is held (the I13 check backs off from a lock holder's half-done
-#: bookkeeping), and the check first sees the lost page when the alloc completes, last.
-ALLOC_COMPLETES_LAST = [(11, 1), (12, 0)]
+#: cpu1's alloc takes the arena spinlock the moment cpu0's free drops it for the last time,
+#: the range made FREE again (step 14), cpu0's free completes while the lock is held (the I13
+#: check backs off from a lock holder's half-done bookkeeping), and the check first sees the
+#: lost page when the alloc completes, last.
+ALLOC_COMPLETES_LAST = [(14, 1), (15, 0)]
 
 
 class ExtraArch:
