@@ -27,30 +27,38 @@ def draw(dom: Domain, rng: random.Random, created: dict[str, int]) -> Any:
     return dom.at(rng.randrange(dom.size))
 
 
-def random_program(kernel: Kernel, rng: random.Random, n_ops: int) -> Program:
-    """``n_ops`` random calls, preceded by one call at default arguments of each op that
-    creates a handle (defaults are chosen by plugins to be valid), so the rest has objects
-    to act on."""
+def creation_prefix(kernel: Kernel) -> list[OpCall]:
+    """One call at default arguments of each op that creates a handle, on CPU 0, in an order
+    where each creator's handle arguments already exist (a scheduler needs its struct_ops
+    map, which needs an arena): the objects a program acts on. Defaults are chosen by
+    plugins to be valid."""
     ops = list(kernel.ops.values())
-    created: dict[str, int] = {}
+    created: set[str] = set()
     calls = []
     creators = [op for op in ops if op.creates]
     while creators:
-        # A creator whose arguments need another kind of handle comes after that kind's
-        # creator (a scheduler needs its struct_ops map, which needs an arena).
         ready = [
             op
             for op in creators
             if all(
-                created.get(d.kind) or d.kind == op.creates for d in op.args.values() if isinstance(d, Handle)
+                d.kind in created or d.kind == op.creates for d in op.args.values() if isinstance(d, Handle)
             )
         ] or creators[:1]
         for op in ready:
             kind = op.creates
             if kind is not None and kind not in created:
                 calls.append(OpCall(0, op.id, {name: dom.base() for name, dom in op.args.items()}))
-                created[kind] = 1
+                created.add(kind)
             creators.remove(op)
+    return calls
+
+
+def random_program(kernel: Kernel, rng: random.Random, n_ops: int) -> Program:
+    """``n_ops`` random calls, the first of them :func:`creation_prefix`, so the rest has
+    objects to act on."""
+    ops = list(kernel.ops.values())
+    calls = creation_prefix(kernel)
+    created = {kind: 1 for c in calls if (kind := kernel.ops[c.op].creates)}
     for _ in range(n_ops - len(calls)):
         ready = [
             op for op in ops if all(created.get(d.kind) for d in op.args.values() if isinstance(d, Handle))

@@ -1,13 +1,19 @@
 """The hypothesis engine: a ``RuleBasedStateMachine`` generated from the registry.
 
-One rule per op (its arguments drawn from the op's domains, handles from a bundle per handle
-kind), one rule each for a schedule switch and an injected failure, and one invariant per
-SPEC id that the loaded oracles check.
+One rule per op (its arguments drawn from the op's domains, handles among the objects of
+their kind created so far), one rule each for a schedule switch and an injected failure, and
+one invariant per SPEC id that the loaded oracles check. Every example starts with one object
+of each handle kind at default arguments (:func:`~fuzzkit.generate.creation_prefix`): left to
+the rules, an example whose swarm left out the arena's creator did nothing at all, and those
+were most examples.
 
 Swarm testing (Groce et al., ISSTA 2012): hypothesis already leaves a random subset of the
 rules out of each example (its feature flags); each example also draws the injection points,
 hardware events among them, that its failures come from, so an example injecting only stray
-A/D bits is as common as one spreading its failures over every point. When the target
+A/D bits is as common as one spreading its failures over every point. A switch and an
+injection are drawn within what the current run reaches (its steps, its arrivals at each
+point), and a wide argument (a page offset, a count) one time in four repeats a value the
+example drew before: most bugs need two ops to meet on one page. When the target
 replaces primitives, half the examples keep every op that reaches them and the ops creating
 their handles (:mod:`fuzzkit.engines.directed`) and leave out half of the others.
 
@@ -41,17 +47,15 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import FlakyStrategyDefinition
 from hypothesis.internal.conjecture import providers as _providers
 from hypothesis.stateful import (
-    Bundle,
     RuleBasedStateMachine,
     initialize,
     invariant,
-    multiple,
     precondition,
     rule,
     run_state_machine_as_test,
 )
 
-from fuzzkit.domains import Choice, Domain, Handle
+from fuzzkit.domains import Choice, Domain, Handle, Int
 from fuzzkit.engines.campaign import Target, trusted_calls
 from fuzzkit.engines.codec import with_creators
 from fuzzkit.engines.database import open_database
@@ -59,6 +63,7 @@ from fuzzkit.engines.directed import reaching_ops
 from fuzzkit.engines.worker import STATS_SECONDS, Emitter, Job, Recorder
 from fuzzkit.errors import EXIT_FAILURE, ConfigError, PluginFailure
 from fuzzkit.explore import explore_calls
+from fuzzkit.generate import creation_prefix
 from fuzzkit.machine.choices import Replay
 from fuzzkit.machine.core import Finding, Machine, RunResult
 from fuzzkit.plugins import load_registry, registry_from_flags
@@ -87,17 +92,20 @@ class FuzzkitFailure(AssertionError):
         self.program = program
 
 
-def strategy(dom: Domain, bundles: dict[str, Bundle]) -> st.SearchStrategy[Any]:
+def strategy(dom: Domain) -> st.SearchStrategy[Any]:
     """Values by domain index, so shrinking moves toward the default. The default itself
     (valid by the plugin's choice) and small indexes (where the edge cases sit) are drawn
     far more often than a uniform draw would."""
-    if isinstance(dom, Handle) and dom.kind in bundles:
-        return bundles[dom.kind]
     default = st.just(dom.base())
     if isinstance(dom, Choice):
         return default | st.sampled_from(dom.values)
     near = st.integers(0, min(dom.size, 16) - 1).map(dom.at)
     return default | near | st.integers(0, dom.size - 1).map(dom.at) if dom.size > 16 else default | near
+
+
+#: Integer domains wider than this are drawn as :func:`strategy` does or, one time in four,
+#: as a value an earlier op of the example drew from the same domain.
+REUSE_WIDER = 16
 
 
 def state_machine(
@@ -126,7 +134,7 @@ def state_machine(
     every_op = frozenset(kernel.ops)
     narrow = frozenset(with_creators(list(kernel.ops.values()), set(directed))) if directed else every_op
     ignored: Collection[str] = known if isinstance(known, (set, frozenset)) else frozenset(known)
-    bundles = {op.creates: Bundle(op.creates) for op in kernel.ops.values() if op.creates}
+    prefix = creation_prefix(kernel)
     spec_ids = sorted(
         {inv.spec_id for inv in session.registry.invariants.values() if inv.arch in (None, arch)} | {"I16"}
     )
@@ -136,7 +144,10 @@ def state_machine(
         RuleBasedStateMachine.__init__(self)
         self.program = Program(arch=arch, revision=revision, cpus=cpus)
         self.result = None
+        #: Objects made so far per handle kind: what a handle argument may name.
         self.created = {}
+        #: Per wide integer domain, the values drawn from it so far (see ``REUSE_WIDER``).
+        self.drawn = {}
         self.enabled = every_op
         self.points = kernel.injection_points
 
@@ -156,10 +167,12 @@ def state_machine(
         flags = st.lists(st.booleans(), min_size=len(points), max_size=len(points))
         left_out = data.draw(flags, label="swarm")
         self.points = tuple(p for p, out in zip(points, left_out, strict=True) if not out)
+        self.program.ops.extend(prefix)
+        self.created = {kind: len(made) for kind, made in self.run().machine.handles.items()}
 
     body["swarm"] = swarm
     for op in kernel.ops.values():
-        name, fn = _op_rule(op, kernel, bundles)
+        name, fn = _op_rule(op, kernel)
         body[name] = fn
 
     @rule(data=st.data(), cpu=st.integers(0, cpus - 1))
@@ -177,9 +190,18 @@ def state_machine(
     if kernel.injection_points:
 
         @precondition(lambda self: bool(self.points))
-        @rule(data=st.data(), nth=st.integers(1, 8))
-        def inject(self: Any, data: st.DataObject, nth: int) -> None:
-            point = data.draw(st.sampled_from(self.points), label="point")
+        @rule(data=st.data())
+        def inject(self: Any, data: st.DataObject) -> None:
+            # As with a switch: a failure only matters at an arrival the program reaches, so
+            # it is drawn among the arrivals of the current run at the points it reached
+            # (shrinking toward the first). Stray A/D bits arrive a handful of times, and
+            # only in runs that free a mapped page: drawn blind among eight arrivals of any
+            # point, that pairing was a draw in a hundred. A point the run has not reached
+            # yet (the ops that reach it may come later) takes one of its first arrivals.
+            arrivals = self.run().machine.arrivals
+            reached = [p for p in self.points if arrivals.get(p)]
+            point = data.draw(st.sampled_from(reached or self.points), label="point")
+            nth = data.draw(st.integers(1, arrivals.get(point) or 4), label="nth")
             if (point, nth) not in self.program.inject:
                 self.program.inject.append((point, nth))
                 self.result = None
@@ -204,49 +226,57 @@ def state_machine(
     return type(f"Fuzzkit_{arch}_{revision}_{cpus}cpu", (RuleBasedStateMachine,), body)
 
 
-def _op_rule(op: OpSpec, kernel: Kernel, bundles: dict[str, Bundle]) -> tuple[str, Any]:
-    strategies = {f"arg_{n}": strategy(d, bundles) for n, d in op.args.items()}
+def _op_rule(op: OpSpec, kernel: Kernel) -> tuple[str, Any]:
+    handles = {name: dom for name, dom in op.args.items() if isinstance(dom, Handle)}
+    # A page offset, a count, an address: wide domains whose values only meet (a free of the
+    # page an allocation made, an access to the page a free left) when one op repeats what
+    # another drew. Drawn apart, two offsets of a million values meet by luck; reused, the
+    # example says "this page" the way a test author would.
+    wide = {name: dom for name, dom in op.args.items() if isinstance(dom, Int) and dom.size > REUSE_WIDER}
+    strategies: dict[str, st.SearchStrategy[Any]] = {
+        f"arg_{n}": strategy(d) for n, d in op.args.items() if n not in handles and n not in wide
+    }
     strategies["cpu"] = st.just(0) | st.integers(0, kernel.cpus - 1)
     # Rules are drawn uniformly; an op declared rarer than others (teardown) only takes effect
     # when its gate draw clears 100 * (1 - weight). The gate shrinks toward 0: no effect.
-    # Creators are never gated: the rules that use their handles wait on them.
-    threshold = 0 if op.creates else round(100 * (1 - min(op.weight, 1.0)))
+    threshold = round(100 * (1 - min(op.weight, 1.0)))
     strategies["gate"] = st.integers(0, 99)
-    target = bundles.get(op.creates) if op.creates else None
-    limit = min(
-        (
-            d.limit
-            for o in kernel.ops.values()
-            for d in o.args.values()
-            if isinstance(d, Handle) and d.kind == op.creates
-        ),
-        default=0,
-    )
+    if handles or wide:
+        strategies["data"] = st.data()
+    fresh = {name: strategy(dom) for name, dom in wide.items()}
 
-    def fn(self: Any, cpu: int, gate: int, **kw: Any) -> Any:
+    def fn(self: Any, cpu: int, gate: int, data: st.DataObject | None = None, **kw: Any) -> None:
         if gate < threshold:
-            return None
-        args = {name[4:]: value for name, value in kw.items()}
-        self.program.ops.append(OpCall(cpu, op.id, args))
+            return
+        drawn = {name[4:]: value for name, value in kw.items()}
+        for name, dom in handles.items():
+            # Among the objects that exist, shrinking toward the first one made.
+            made = min(self.created[dom.kind], dom.limit)
+            assert data is not None
+            drawn[name] = data.draw(st.integers(0, made - 1), label=name)
+        for name, wdom in wide.items():
+            assert data is not None
+            earlier = self.drawn.setdefault(wdom, [])
+            values = fresh[name] | st.sampled_from(earlier) if earlier else fresh[name]
+            drawn[name] = value = data.draw(values, label=name)
+            if value not in earlier:
+                earlier.append(value)
+        self.program.ops.append(OpCall(cpu, op.id, {name: drawn[name] for name in op.args}))
         self.result = None
         if op.creates:
-            # Only an object that exists goes in the bundle: a create that failed (a bad
-            # flag, no memory) would otherwise hand later rules a handle naming nothing, and
-            # most of what they draw would fail the same dull way. The invariants run the
-            # program after this rule anyway; this run is that one.
+            # Only an object that exists counts: a create that failed (a bad flag, no
+            # memory) would otherwise hand later rules a handle naming nothing, and most of
+            # what they draw would fail the same dull way. The invariants run the program
+            # after this rule anyway; this run is that one.
             made = len(self.run().machine.handles.get(op.creates, ()))
-            if made <= self.created.get(op.creates, 0) or made > limit:
-                return multiple()  # failed, or past what any handle argument can name
-            self.created[op.creates] = made
-            return made - 1
-        return None
+            self.created[op.creates] = max(made, self.created.get(op.creates, 0))
 
     name = "op_" + op.id.replace(".", "_")
     fn.__name__ = name
     make_rule: Any = rule  # hypothesis's overloads cannot see through a strategies dict
-    decorated = make_rule(target=target, **strategies) if target is not None else make_rule(**strategies)
-    decorated = decorated(precondition(lambda self: op.id in self.enabled)(fn))
-    return name, decorated
+    kinds = {dom.kind for dom in handles.values()}
+    enabled = precondition(lambda self: op.id in self.enabled and all(self.created.get(k) for k in kinds))
+    return name, make_rule(**strategies)(enabled(fn))
 
 
 def _invariant(
@@ -487,8 +517,6 @@ def main() -> None:
     spent = [0]
     next_stats = [start + STATS_SECONDS]
 
-    def should_stop() -> bool:
-        return stop[0] or (deadline is not None and time.monotonic() >= deadline)
 
     def on_example(n: int) -> None:
         spent[0] = n
@@ -502,6 +530,12 @@ def main() -> None:
         if job.runs is not None
         else (10**12 if deadline is not None else HypothesisEngine.default_runs)
     )
+
+    def should_stop() -> bool:
+        # Hypothesis does not count an example its preconditions or size limits threw out,
+        # so left to itself it starts more than ``max_examples``: --runs is what was started.
+        return stop[0] or spent[0] >= budget or (deadline is not None and time.monotonic() >= deadline)
+
     try:
         campaign(
             session,

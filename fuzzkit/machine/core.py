@@ -285,7 +285,8 @@ class Machine:
         self.handles: dict[str, list[Any]] = {}
         #: Per-subsystem state plugins keep on the machine, keyed by plugin-chosen name.
         self.state: dict[str, Any] = {}
-        self._inject_counts: dict[str, int] = {}
+        #: Arrivals so far per injection point (what an engine draws an ``nth`` within).
+        self.arrivals: dict[str, int] = {}
         self.injected: list[tuple[str, int]] = []
         self.switches: list[tuple[int, int]] = []
         self.results: dict[int, Any] = {}
@@ -309,8 +310,8 @@ class Machine:
 
     def inject(self, point: str) -> bool:
         """Arrive at injection point ``point``; true when the choice source makes it fail."""
-        nth = self._inject_counts.get(point, 0) + 1
-        self._inject_counts[point] = nth
+        nth = self.arrivals.get(point, 0) + 1
+        self.arrivals[point] = nth
         if self.choices.fire(point, nth):
             self.injected.append((point, nth))
             if self._notes is not None:
