@@ -15,7 +15,11 @@ which one byte changed is one thing changed, after one header byte:
   in declaration order as a little-endian index into its domain, as wide as the domain
   needs (1-4 bytes).
   Index 0 is the domain's default and nearby indexes are nearby values (see
-  ``fuzzkit.domains``), so a flipped low bit nudges an argument;
+  ``fuzzkit.domains``), so a flipped low bit nudges an argument. In a domain of two bytes
+  or more (a page offset, a count) whose values leave room, an index whose top byte is
+  ``REUSE_BYTE`` or above instead repeats a value an earlier argument of the input took
+  from the same domain (the low byte picks which): most bugs need two ops to meet on one
+  page, which two independent offsets out of a million do about never;
 * a **switch record** (``SWITCH_TAG``..``INJECT_TAG - 1``): step - 1 as a *count* (below)
   and a CPU byte;
 * an **inject record** (``INJECT_TAG``..0xFF): injection point (``% len(points)``, points of
@@ -28,10 +32,11 @@ mutated byte almost always names one the run reaches; a fixed two-byte field put
 every random switch past the end of the run. Arrivals at an injection point are fewer still:
 measured over 400 random 32-op programs of the full op table, the median run arrives 0-8
 times at each point and nine runs in ten at most 15 times (``stream_capacity``; stray A/D
-bits at most 4 times, and only in the runs that free a mapped page). So an arrival is one
-byte read modulo ``ARRIVAL_NEAR`` (16), and four bytes (a byte from ``COUNT_WIDE`` on, then
-three) for anything larger: a random inject record names an arrival the run reaches about
-as often as not, where a byte up to 240 reached one about one time in thirty.
+bits at most 4 times, and only in the runs that free a mapped page). So an arrival below
+``ARRIVAL_NEAR`` (15) is one byte, the smaller of its two nibbles, and four bytes (a byte
+from ``COUNT_WIDE`` on, then three) for anything larger: a random inject record names the
+first arrival one time in eight and one of the first four nearly one time in two, where a
+byte up to 240 reached one about one time in thirty.
 
 Records may come in any order; a truncated record takes defaults for what is missing, a
 switch whose step does not increase and a repeated injection are dropped, so decoding is
@@ -57,7 +62,7 @@ SWITCH_TAG = 0xE0
 INJECT_TAG = 0xF0
 MAX_OPS = 64
 #: Changes whenever the same bytes decode to another program: a corpus records it.
-CODEC_VERSION = 2
+CODEC_VERSION = 3
 #: The chance that a swarm configuration holds a given op or injection point: Groce et al.'s
 #: coin flip, which leaves out about half, so any three ops are together in one
 #: configuration in eight and alone with few others in many.
@@ -67,7 +72,10 @@ SWARM_CONFIGS = 256
 COUNT_WIDE = 0xF0
 MAX_COUNT = COUNT_WIDE + (0x100 - COUNT_WIDE) * 0x10000
 #: One-byte arrivals name arrivals 1..ARRIVAL_NEAR; larger ones take three more bytes.
-ARRIVAL_NEAR = 16
+ARRIVAL_NEAR = 15
+#: An argument index of two bytes or more whose top byte is this or above repeats an
+#: earlier value of its domain: a quarter of random indexes.
+REUSE_BYTE = 0xC0
 
 
 def _count(data: bytes, i: int) -> tuple[int, int]:
@@ -91,7 +99,7 @@ def _arrival(data: bytes, i: int) -> tuple[int, int]:
     """The arrival (nth - 1) at ``data[i]`` (of zero-padded data) and the index after it."""
     b = data[i]
     if b < COUNT_WIDE:
-        return b % ARRIVAL_NEAR, i + 1
+        return min(b & 0xF, b >> 4), i + 1
     return ARRIVAL_NEAR + int.from_bytes(data[i + 1 : i + 4], "little"), i + 4
 
 
@@ -99,7 +107,7 @@ def _arrival_bytes(value: int) -> bytes:
     if not 0 <= value < MAX_COUNT:
         raise ProgramError(f"injection arrival {value + 1} is beyond the codec's {MAX_COUNT}")
     if value < ARRIVAL_NEAR:
-        return bytes((value,))
+        return bytes((value << 4 | value,))
     return bytes((COUNT_WIDE,)) + (value - ARRIVAL_NEAR).to_bytes(3, "little")
 
 
@@ -111,25 +119,49 @@ def _width(dom: Domain) -> int:
 TABLE_LIMIT = 4096
 
 
-def _arguments(op: OpSpec) -> tuple[Callable[[bytes, int], dict[str, Any]], int]:
-    """A straight-line decoder of ``op``'s arguments, ``(padded data, index) -> args``, and
-    their width in bytes. It reads each argument's little-endian index without slicing or a
-    loop; the data is zero-padded, and a byte past the input reading as zero is what a
-    truncated record means. Small domains are a subscript of a precomputed tuple (no call per
-    argument), large ones their own ``at``."""
+def reuses(dom: Domain) -> bool:
+    """Whether indexes into ``dom`` carry the reuse range (see ``REUSE_BYTE``): two bytes or
+    more, with every value still below it."""
+    width = _width(dom)
+    return width >= 2 and dom.size <= REUSE_BYTE << 8 * (width - 1)
+
+
+def _arguments(
+    op: OpSpec, keys: dict[Domain, int]
+) -> tuple[Callable[[bytes, int, dict[int, list[Any]]], dict[str, Any]], int]:
+    """A straight-line decoder of ``op``'s arguments, ``(padded data, index, seen) ->
+    args``, and their width in bytes. It reads each argument's little-endian index without
+    slicing or a loop; the data is zero-padded, and a byte past the input reading as zero is
+    what a truncated record means. Small domains are a subscript of a precomputed tuple (no
+    call per argument), large ones their own ``at``. ``seen`` holds, per domain that
+    :func:`reuses` (numbered by ``keys``), the values the input's arguments took so far."""
     env: dict[str, Any] = {}
-    items, width = [], 0
+    lines, items, width = [], [], 0
     for k, (name, dom) in enumerate(op.args.items()):
         raw = " | ".join(f"d[i + {width + b}]" + (f" << {8 * b}" if b else "") for b in range(_width(dom)))
-        index = raw if dom.size == 1 << 8 * _width(dom) else f"({raw}) % {dom.size}"
+        index = "r" if dom.size == 1 << 8 * _width(dom) else f"r % {dom.size}"
         if dom.size <= TABLE_LIMIT:
             env[f"v{k}"] = tuple(dom.at(i) for i in range(dom.size))
-            items.append(f"{name!r}: v{k}[{index}]")
+            value = f"v{k}[{index}]"
         else:
             env[f"v{k}"] = dom.at
-            items.append(f"{name!r}: v{k}({index})")
+            value = f"v{k}({index})"
+        lines.append(f"r = {raw}")
+        if reuses(dom):
+            key = keys.setdefault(dom, len(keys))
+            limit = REUSE_BYTE << 8 * (_width(dom) - 1)
+            lines += [
+                f"e = seen.get({key})",
+                f"if e is None: e = seen[{key}] = []",
+                f"a{k} = e[d[i + {width}] % len(e)] if e and r >= {limit} else {value}",
+                f"e.append(a{k})",
+            ]
+        else:
+            lines.append(f"a{k} = {value}")
+        items.append(f"{name!r}: a{k}")
         width += _width(dom)
-    exec(f"def arguments(d, i):\n    return {{{', '.join(items)}}}\n", env)
+    body = "".join(f"    {line}\n" for line in lines)
+    exec(f"def arguments(d, i, seen):\n{body}    return {{{', '.join(items)}}}\n", env)
     return env["arguments"], width
 
 
@@ -169,7 +201,9 @@ class Codec:
         self.kernel = kernel
         self.ops: list[OpSpec] = list(kernel.ops.values())
         #: Per op: the op, its argument decoder and the width of its arguments.
-        tables = [(op, *_arguments(op)) for op in self.ops]
+        #: Numbers for the domains whose values an argument may repeat (see ``REUSE_BYTE``).
+        self.reused: dict[Domain, int] = {}
+        tables = [(op, *_arguments(op, self.reused)) for op in self.ops]
         points = kernel.injection_points
         #: Per swarm configuration: its op indexes and injection point indexes.
         self.configs = [swarm(self.ops, points, c) for c in range(SWARM_CONFIGS)]
@@ -195,6 +229,7 @@ class Codec:
         switches: list[tuple[int, int]] = []
         inject: list[tuple[str, int]] = []
         seen: set[tuple[str, int]] = set()
+        values: dict[int, list[Any]] = {}
         n = len(data)
         data += self._pad
         tables, points = self._swarm[data[0]]
@@ -206,7 +241,7 @@ class Codec:
                     i += 1
                     continue
                 spec, arguments, width = tables[tag % len(tables)]
-                calls.append(Call(len(calls), data[i + 1] % cpus, spec, arguments(data, i + 2)))
+                calls.append(Call(len(calls), data[i + 1] % cpus, spec, arguments(data, i + 2, values)))
                 i += 2 + width
             elif tag < INJECT_TAG:
                 step, i = _count(data, i + 1)

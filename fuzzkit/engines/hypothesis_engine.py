@@ -79,6 +79,8 @@ if hasattr(_providers, "_get_local_constants") and hasattr(_providers, "Constant
     _providers._get_local_constants = _providers.Constants
 #: Runs of the depth-one schedule search per example (see ``_teardown``).
 SCHEDULES = 128
+#: Runs of the depth-one injection search per example (see ``_teardown``).
+INJECTIONS = 64
 #: Hypothesis phases of a campaign: all but shrinking (see :func:`campaign`).
 CAMPAIGN_PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target)
 
@@ -118,13 +120,15 @@ def state_machine(
     known: Iterable[str] = (),
     on_failure: Callable[[FuzzkitFailure], None] | None = None,
     schedules: int = SCHEDULES,
+    injections: int = INJECTIONS,
     directed: Collection[str] | None = None,
 ) -> type[RuleBasedStateMachine]:
     """The state machine class for one target, with rules for the ops ``ops`` selects (see
     :func:`~fuzzkit.engines.campaign.focus`; all by default). Findings whose title is in
     ``known`` are ignored (a campaign that already recorded a bug keeps looking for others).
     An example whose ops run on two CPUs or more and whose own schedule is clean then has up
-    to ``schedules`` runs of its one-preemption schedules tried (see :func:`_teardown`).
+    to ``schedules`` runs of its one-preemption schedules tried, and every clean example up
+    to ``injections`` runs with one more injected arrival (see :func:`_teardown`).
     ``directed``: the ops half the examples are confined to (by default those reaching a
     replaced primitive, :func:`~fuzzkit.engines.directed.reaching_ops`; empty: none)."""
     session = session or Session(load_registry())
@@ -175,18 +179,20 @@ def state_machine(
         name, fn = _op_rule(op, kernel)
         body[name] = fn
 
-    @rule(data=st.data(), cpu=st.integers(0, cpus - 1))
-    def preempt(self: Any, data: st.DataObject, cpu: int) -> None:
-        # A switch only matters at a step the program reaches: draw it within the current
-        # run (the invariants just ran it), so a race window of one step in a run of n is
-        # hit one time in n, not one in the longest schedule any program could have.
-        step = data.draw(st.integers(1, max(1, self.run().steps)), label="step")
-        switches = dict(self.program.switches)
-        switches[step] = cpu
-        self.program.switches = sorted(switches.items())
-        self.result = None
+    if cpus > 1:  # one CPU has no schedule to choose: the rule would only take turns
 
-    body["preempt"] = preempt
+        @rule(data=st.data(), cpu=st.integers(0, cpus - 1))
+        def preempt(self: Any, data: st.DataObject, cpu: int) -> None:
+            # A switch only matters at a step the program reaches: draw it within the current
+            # run (the invariants just ran it), so a race window of one step in a run of n is
+            # hit one time in n, not one in the longest schedule any program could have.
+            step = data.draw(st.integers(1, max(1, self.run().steps)), label="step")
+            switches = dict(self.program.switches)
+            switches[step] = cpu
+            self.program.switches = sorted(switches.items())
+            self.result = None
+
+        body["preempt"] = preempt
     if kernel.injection_points:
 
         @precondition(lambda self: bool(self.points))
@@ -221,8 +227,8 @@ def state_machine(
     body["run"] = run
     for sid in spec_ids:
         body[f"invariant_{sid}"] = _invariant(sid, ignored, on_failure)
-    if schedules > 0:
-        body["teardown"] = _teardown(kernel, schedules, ignored, on_failure)
+    if schedules > 0 or injections > 0:
+        body["teardown"] = _teardown(kernel, schedules, injections, ignored, on_failure)
     return type(f"Fuzzkit_{arch}_{revision}_{cpus}cpu", (RuleBasedStateMachine,), body)
 
 
@@ -294,18 +300,34 @@ def _invariant(
 def _teardown(
     kernel: Kernel,
     schedules: int,
+    injections: int,
     ignored: Collection[str],
     on_failure: Callable[[FuzzkitFailure], None] | None,
 ) -> Callable[[Any], None]:
-    """Depth-one schedule search at the end of an example. A race needs its ops and one
-    preemption at one step: drawn at random, that step is a one-in-a-hundred draw on top of
-    everything else the example had to get right, while trying each step in turn costs a
-    fraction of a millisecond per run against hypothesis's milliseconds per example. The
-    failing schedule is recorded in the program, so shrinking replays it like any other."""
+    """Depth-one searches at the end of a clean example. A race needs its ops and one
+    preemption at one step, a failure path its ops and one failing arrival: drawn at random,
+    that step or arrival is a long shot on top of everything else the example had to get
+    right (stray A/D bits must fall on the one clear a later access meets), while trying
+    each in turn costs a fraction of a millisecond per run against hypothesis's milliseconds
+    per example. Arrivals are tried rarest point first, the example's own swarm points
+    before the others; then, with ops on two CPUs, each one-preemption schedule. What fails
+    is recorded in the program, so shrinking replays it like any other."""
 
     def teardown(self: Any) -> None:
         prog = self.program
-        if self.run().finding is not None or len({c.cpu for c in prog.ops}) < 2:
+        if self.run().finding is not None:
+            return
+        wanted = [p for p in self.points] + [p for p in kernel.injection_points if p not in self.points]
+        arrivals = self.run().machine.arrivals
+        order = sorted((p for p in wanted if arrivals.get(p)), key=lambda p: (arrivals[p], wanted.index(p)))
+        extra = [(p, nth) for p in order for nth in range(1, arrivals[p] + 1) if (p, nth) not in prog.inject]
+        for arrival in extra[:injections]:
+            calls = trusted_calls(prog, kernel)
+            result = Machine(kernel, calls, Replay(prog.switches, [*prog.inject, arrival])).run()
+            if result.finding is not None and result.finding.title not in ignored:
+                self.result = result
+                _fail(self, result, on_failure)
+        if schedules <= 0 or len({c.cpu for c in prog.ops}) < 2:
             return
         search = explore_calls(
             kernel,

@@ -7,7 +7,17 @@ import random
 import pytest
 
 from fuzzkit import ProgramError
-from fuzzkit.engines.codec import ARRIVAL_NEAR, COUNT_WIDE, INJECT_TAG, MAX_COUNT, MAX_OPS, SWITCH_TAG, Codec
+from fuzzkit.engines.codec import (
+    ARRIVAL_NEAR,
+    COUNT_WIDE,
+    INJECT_TAG,
+    MAX_COUNT,
+    MAX_OPS,
+    REUSE_BYTE,
+    SWITCH_TAG,
+    Codec,
+    reuses,
+)
 from fuzzkit.generate import random_program
 from fuzzkit.program import OpCall, Program, resolve
 from fuzzkit.runner import Session
@@ -47,8 +57,35 @@ def test_random_switches_and_injections_land_where_runs_reach(codec: Codec) -> N
     assert steps and nths
     assert sum(s <= COUNT_WIDE for s in steps) / len(steps) > 0.5
     assert sum(n <= COUNT_WIDE for n in nths) / len(nths) > 0.85
-    # Arrivals are fewer than steps (at most 15 at any point in nine runs in ten).
+    # Arrivals are fewer than steps (at most 15 at any point in nine runs in ten), and the
+    # first ones, which every run reaching a point has, come most often.
     assert sum(n <= ARRIVAL_NEAR for n in nths) / len(nths) > 0.9
+    assert sum(n == 1 for n in nths) / len(nths) > 0.1
+    assert sum(n <= 4 for n in nths) / len(nths) > 0.4
+
+
+def test_a_wide_index_in_the_reuse_range_repeats_an_earlier_value(codec: Codec) -> None:
+    """Two ops meeting on one page: the free's offset repeats the allocation's."""
+    ops = codec.ops
+    alloc, free = ops.index(codec.kernel.ops["arena.alloc"]), ops.index(codec.kernel.ops["arena.free"])
+    pgoff = codec.kernel.ops["arena.alloc"].args["pgoff"]
+    assert reuses(pgoff) and codec.kernel.ops["arena.free"].args["pgoff"] == pgoff
+    page = pgoff.index(4242).to_bytes(3, "little")
+
+    def record(op: int, pgoff_bytes: bytes) -> bytes:
+        spec = ops[op]
+        out = bytearray((op, 0))
+        for name, dom in spec.args.items():
+            width = max(1, ((dom.size - 1).bit_length() + 7) // 8)
+            out += pgoff_bytes if name == "pgoff" else bytes(width)
+        return bytes(out)
+
+    reuse = bytes((0, 0, REUSE_BYTE))  # low byte 0: the first earlier value
+    prog = codec.decode(bytes((0,)) + record(alloc, page) + record(free, reuse))
+    assert [c.args["pgoff"] for c in prog.ops] == [4242, 4242]
+    # With nothing drawn before, the same bytes are an ordinary index.
+    alone = codec.decode(bytes((0,)) + record(free, reuse))
+    assert alone.ops[0].args["pgoff"] == pgoff.at((REUSE_BYTE << 16) % pgoff.size)
 
 
 def test_any_bytes_decode_to_a_valid_program(codec: Codec) -> None:

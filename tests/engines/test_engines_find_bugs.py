@@ -134,7 +134,7 @@ def test_atheris_finds_the_scx_single_retry_race(
     retry_session: Session, session: Session, tmp_path: Path
 ) -> None:
     runs = 20_000
-    found = atheris_campaign(FOCUS, tmp_path, plugin_flags=[SINGLE_RETRY], seed=1, runs=runs, until=GAVE_UP)
+    found = atheris_campaign(FOCUS, tmp_path, plugin_flags=[SINGLE_RETRY], seed=3, runs=runs, until=GAVE_UP)
     [hit] = [f for f in found if f["title"] == GAVE_UP]
     assert hit["execs"] <= runs
     assert_variant_race(retry_session, session, load(Path(hit["file"])))

@@ -11,12 +11,12 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from fuzzkit.domains import Int
 from fuzzkit.engines.campaign import trusted_calls
-from fuzzkit.engines.hypothesis_engine import REUSE_WIDER, state_machine
+from fuzzkit.engines.hypothesis_engine import REUSE_WIDER, FuzzkitFailure, state_machine
 from fuzzkit.generate import creation_prefix
 from fuzzkit.machine.choices import Replay
 from fuzzkit.machine.core import Machine
 from fuzzkit.plugins import load_registry
-from fuzzkit.program import Program
+from fuzzkit.program import OpCall, Program
 from fuzzkit.registry import Kernel
 from fuzzkit.runner import Session
 
@@ -72,3 +72,34 @@ def test_injections_fall_on_arrivals_the_program_reaches(examples: tuple[Kernel,
         fired += len(result.injected)
     assert drawn >= 20
     assert fired >= drawn * 2 // 3
+
+
+def test_a_clean_example_ends_trying_each_reached_arrival() -> None:
+    """The stray A/D bit livelock (R16): a kernel fault installs the scratch page, a free
+    clears it, and stray bits in that clear leave a PTE that pte_none() calls none and the
+    strict-zero compare does not; the next kernel fault on it refaults forever. The example
+    has the ops but no injection: the end-of-example search tries the clear's arrival."""
+    session = Session(load_registry(disable=["struct_ops", "scx"]))
+    calls = [
+        ("arena.create", {}),
+        ("arena.kernel_access", {}),
+        ("arena.free", {}),
+        ("arena.kernel_access", {}),
+    ]
+    for injections, finds in ((64, True), (0, False)):
+        cls = state_machine("x86", "fixed", 1, session=session, schedules=0, injections=injections)
+        kernel = cls._kernel
+        example = cls()
+        example.program.ops = [
+            OpCall(0, op, {n: args.get(n, d.base()) for n, d in kernel.ops[op].args.items()})
+            for op, args in calls
+        ]
+        assert example.run().finding is None and example.run().machine.arrivals["pte_erratum_bits"] == 1
+        if not finds:
+            example.teardown()
+            continue
+        with pytest.raises(FuzzkitFailure) as failure:
+            example.teardown()
+        assert failure.value.finding.title.startswith("I16 operation did not finish")
+        assert " in arena.kernel_access " in failure.value.finding.title
+        assert failure.value.program.inject == [("pte_erratum_bits", 1)]

@@ -31,7 +31,7 @@ ARENA_ONLY = ["-p", "no:scx", "-p", "no:struct_ops"]
 UNALLOCATABLE = "I16 best-fit allocation failed while free space exists in arena.alloc (x86, merged)"
 #: atheris seed 2 finds the unallocatable slot at execution 1,674 (test_engines_find_bugs).
 ATHERIS_MERGED = [*ARENA_ONLY, "fuzz", "--revision", "merged", "--cpus", "1", "--seed", "2"]
-#: hypothesis seed 4 finds it at its 9th example.
+#: hypothesis seed 7 finds it at its 5th example, and nothing else in its first 200.
 HYPOTHESIS_MERGED = [
     *ARENA_ONLY,
     "fuzz",
@@ -42,7 +42,7 @@ HYPOTHESIS_MERGED = [
     "--cpus",
     "1",
     "--seed",
-    "4",
+    "7",
 ]
 needs_atheris = pytest.mark.skipif(
     importlib.util.find_spec("atheris") is None, reason="atheris has no wheel here"
@@ -316,7 +316,7 @@ def test_a_stopped_hypothesis_campaign_saves_nothing_a_rerun_would_replay_first(
     target = Target("x86", "merged", 1)
     examples: list[int] = []
     found = campaign(
-        session, target, examples=10_000, seed=4, database=tmp_path,
+        session, target, examples=10_000, seed=7, database=tmp_path,
         on_example=examples.append, should_stop=lambda: len(examples) >= 200,
     )  # fmt: skip
     assert [f.finding.title for f in found] == [UNALLOCATABLE] and len(examples) == 200

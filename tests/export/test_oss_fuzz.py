@@ -197,7 +197,7 @@ def test_R4_merged_target_crashes_with_the_bug_title_and_imports_back(tmp_path: 
     cmd = [
         sys.executable,
         f"{fuzzer}.py",
-        "-seed=2",
+        "-seed=1",
         "-runs=20000",
         *(f"-{k}={v}" for k, v in options["libfuzzer"].items()),
         f"-artifact_prefix={artifacts}/",
