@@ -171,7 +171,7 @@ def state_machine(
         flags = st.lists(st.booleans(), min_size=len(points), max_size=len(points))
         left_out = data.draw(flags, label="swarm")
         self.points = tuple(p for p, out in zip(points, left_out, strict=True) if not out)
-        self.program.ops.extend(prefix)
+        self.program.ops.extend(OpCall(c.cpu, c.op, dict(c.args)) for c in prefix)  # never shared
         self.created = {kind: len(made) for kind, made in self.run().machine.handles.items()}
 
     body["swarm"] = swarm
