@@ -193,6 +193,20 @@ def state_machine(
             self.result = None
 
         body["preempt"] = preempt
+
+    @precondition(lambda self: len(self.program.ops) > len(prefix))
+    @rule(data=st.data(), cpu=st.just(0) | st.integers(0, cpus - 1))
+    def repeat(self: Any, data: st.DataObject, cpu: int) -> None:
+        # The same call again, after what came since: an access after the free of its page,
+        # a second free, a fault on what a fault installed. Drawn as two independent calls,
+        # the pair would have to agree on every argument.
+        index = data.draw(st.integers(len(prefix), len(self.program.ops) - 1), label="call")
+        call = self.program.ops[index]
+        if call.op in self.enabled and not kernel.ops[call.op].creates:  # creators count handles
+            self.program.ops.append(OpCall(cpu, call.op, dict(call.args)))
+            self.result = None
+
+    body["repeat"] = repeat
     if kernel.injection_points:
 
         @precondition(lambda self: bool(self.points))
@@ -562,7 +576,9 @@ def main() -> None:
         campaign(
             session,
             job.target,
-            examples=budget,
+            # Told a budget of a few hundred, hypothesis keeps its examples small for most of
+            # it; a campaign is told it is long, as with --time, and stops at --runs itself.
+            examples=10**12,
             seed=job.seed,
             database=open_database(job.database) if job.database else job.corpus,
             max_findings=10**6,

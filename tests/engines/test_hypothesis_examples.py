@@ -21,10 +21,17 @@ from fuzzkit.registry import Kernel
 from fuzzkit.runner import Session
 
 
+class EveryTitle(frozenset[str]):
+    """Known findings that take in every title: the examples are collected, not judged."""
+
+    def __contains__(self, title: object) -> bool:
+        return True
+
+
 @pytest.fixture(scope="module")
 def examples() -> tuple[Kernel, list[Program]]:
     session = Session(load_registry(disable=["struct_ops", "scx"]))
-    base = state_machine("x86", "fixed", 2, session=session, schedules=0)
+    base = state_machine("x86", "fixed", 2, session=session, schedules=0, injections=0, known=EveryTitle())
     programs: list[Program] = []
 
     class Collect(base):  # type: ignore[valid-type, misc]
@@ -103,3 +110,22 @@ def test_a_clean_example_ends_trying_each_reached_arrival() -> None:
         assert failure.value.finding.title.startswith("I16 operation did not finish")
         assert " in arena.kernel_access " in failure.value.finding.title
         assert failure.value.program.inject == [("pte_erratum_bits", 1)]
+
+
+def test_calls_come_back_whole(examples: tuple[Kernel, list[Program]]) -> None:
+    """An access after a free, a second free: the repeat rule copies an earlier call, every
+    argument of it. Drawn apart, two calls agreeing on a far page offset and every other
+    argument are about never seen."""
+    kernel, programs = examples
+    repeated = 0
+    for p in programs:
+        far = [
+            (call.op, tuple(sorted(call.args.items())))
+            for call in p.ops
+            if any(
+                isinstance(dom, Int) and dom.size > REUSE_WIDER and dom.index(call.args[name]) >= 16
+                for name, dom in kernel.ops[call.op].args.items()
+            )
+        ]
+        repeated += len(far) > len(set(far))
+    assert repeated >= len(programs) // 5

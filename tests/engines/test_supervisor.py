@@ -31,7 +31,7 @@ ARENA_ONLY = ["-p", "no:scx", "-p", "no:struct_ops"]
 UNALLOCATABLE = "I16 best-fit allocation failed while free space exists in arena.alloc (x86, merged)"
 #: atheris seed 2 finds the unallocatable slot at execution 1,674 (test_engines_find_bugs).
 ATHERIS_MERGED = [*ARENA_ONLY, "fuzz", "--revision", "merged", "--cpus", "1", "--seed", "2"]
-#: hypothesis seed 7 finds it at its 5th example, and nothing else in its first 200.
+#: hypothesis seed 4 finds it at its 3rd example, and nothing else in its first 80.
 HYPOTHESIS_MERGED = [
     *ARENA_ONLY,
     "fuzz",
@@ -42,7 +42,7 @@ HYPOTHESIS_MERGED = [
     "--cpus",
     "1",
     "--seed",
-    "7",
+    "4",
 ]
 needs_atheris = pytest.mark.skipif(
     importlib.util.find_spec("atheris") is None, reason="atheris has no wheel here"
