@@ -3,8 +3,10 @@
 
 Each bug is fuzzed unfocused (no ``--ops``), one worker, triage off, into a temporary folder,
 with five seeds per engine on a fixed execution budget: atheris 20,000 executions,
-hypothesis 300 examples (its default campaign; an example is a whole program, tens of
-libFuzzer executions' worth of work). Executions are counted, never timed, so the figures
+hypothesis 300 examples (its default campaign; an example is a whole program replayed
+after each of its rules, then its depth-one injection and schedule searches: up to a few
+hundred runs, against one run per libFuzzer execution). Executions are counted, never
+timed, so the figures
 are the same on a busy machine and an idle one, seed for seed. A campaign stops at the
 first finding whose title is the bug's; executions to first hit are the engine's count at
 that finding. A seed that misses counts as never (it sorts after every hit), so a median
