@@ -1,11 +1,11 @@
 """The hypothesis engine: a ``RuleBasedStateMachine`` generated from the registry.
 
 One rule per op (its arguments drawn from the op's domains, handles among the objects of
-their kind created so far), one rule each for a schedule switch and an injected failure, and
-one invariant per SPEC id that the loaded oracles check. Every example starts with one object
-of each handle kind at default arguments (:func:`~fuzzkit.generate.creation_prefix`): left to
-the rules, an example whose swarm left out the arena's creator did nothing at all, and those
-were most examples.
+their kind created so far), one rule each for a schedule switch, an injected failure and the
+repeat of an earlier call, and one invariant per SPEC id that the loaded oracles check.
+Every example starts with one object of each handle kind at default arguments
+(:func:`~fuzzkit.generate.creation_prefix`): left to the rules, an example whose swarm left
+out the arena's creator did nothing at all, and those were most examples.
 
 Swarm testing (Groce et al., ISSTA 2012): hypothesis already leaves a random subset of the
 rules out of each example (its feature flags); each example also draws the injection points,
@@ -331,9 +331,9 @@ def _teardown(
         prog = self.program
         if self.run().finding is not None:
             return
-        wanted = [p for p in self.points] + [p for p in kernel.injection_points if p not in self.points]
+        wanted = [*self.points, *(p for p in kernel.injection_points if p not in self.points)]
         arrivals = self.run().machine.arrivals
-        order = sorted((p for p in wanted if arrivals.get(p)), key=lambda p: (arrivals[p], wanted.index(p)))
+        order = sorted((p for p in wanted if arrivals.get(p)), key=lambda p: arrivals[p])  # stable
         extra = [(p, nth) for p in order for nth in range(1, arrivals[p] + 1) if (p, nth) not in prog.inject]
         for arrival in extra[:injections]:
             calls = trusted_calls(prog, kernel)
