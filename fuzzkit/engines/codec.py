@@ -201,9 +201,9 @@ class Codec:
         self.kernel = kernel
         self.ops: list[OpSpec] = list(kernel.ops.values())
         #: Per op: the op, its argument decoder and the width of its arguments.
-        #: Numbers for the domains whose values an argument may repeat (see ``REUSE_BYTE``).
-        self.reused: dict[Domain, int] = {}
-        tables = [(op, *_arguments(op, self.reused)) for op in self.ops]
+        # Numbers for the domains whose values an argument may repeat (see ``REUSE_BYTE``).
+        reused: dict[Domain, int] = {}
+        tables = [(op, *_arguments(op, reused)) for op in self.ops]
         points = kernel.injection_points
         #: Per swarm configuration: its op indexes and injection point indexes.
         self.configs = [swarm(self.ops, points, c) for c in range(SWARM_CONFIGS)]

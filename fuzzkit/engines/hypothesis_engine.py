@@ -85,6 +85,14 @@ INJECTIONS = 64
 CAMPAIGN_PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target)
 
 
+class EveryTitle(frozenset[str]):
+    """``known`` titles that take in every title: the examples are collected or timed, never
+    judged (a benchmark, a test of what examples are made of)."""
+
+    def __contains__(self, title: object) -> bool:
+        return True
+
+
 class FuzzkitFailure(AssertionError):
     """An oracle fired; carries the finding and the program that reproduces it."""
 
@@ -269,18 +277,17 @@ def _op_rule(op: OpSpec, kernel: Kernel) -> tuple[str, Any]:
         if gate < threshold:
             return
         drawn = {name[4:]: value for name, value in kw.items()}
-        for name, dom in handles.items():
-            # Among the objects that exist, shrinking toward the first one made.
-            made = min(self.created[dom.kind], dom.limit)
-            assert data is not None
-            drawn[name] = data.draw(st.integers(0, made - 1), label=name)
-        for name, wdom in wide.items():
-            assert data is not None
-            earlier = self.drawn.setdefault(wdom, [])
-            values = fresh[name] | st.sampled_from(earlier) if earlier else fresh[name]
-            drawn[name] = value = data.draw(values, label=name)
-            if value not in earlier:
-                earlier.append(value)
+        if data is not None:  # the rule draws inside only when it has handles or wide values
+            for name, dom in handles.items():
+                # Among the objects that exist, shrinking toward the first one made.
+                made = min(self.created[dom.kind], dom.limit)
+                drawn[name] = data.draw(st.integers(0, made - 1), label=name)
+            for name, wdom in wide.items():
+                earlier = self.drawn.setdefault(wdom, [])
+                values = fresh[name] | st.sampled_from(earlier) if earlier else fresh[name]
+                drawn[name] = value = data.draw(values, label=name)
+                if value not in earlier:
+                    earlier.append(value)
         self.program.ops.append(OpCall(cpu, op.id, {name: drawn[name] for name in op.args}))
         self.result = None
         if op.creates:
@@ -335,8 +342,8 @@ def _teardown(
         arrivals = self.run().machine.arrivals
         order = sorted((p for p in wanted if arrivals.get(p)), key=lambda p: arrivals[p])  # stable
         extra = [(p, nth) for p in order for nth in range(1, arrivals[p] + 1) if (p, nth) not in prog.inject]
+        calls = trusted_calls(prog, kernel)  # runs only read their calls (explore shares them too)
         for arrival in extra[:injections]:
-            calls = trusted_calls(prog, kernel)
             result = Machine(kernel, calls, Replay(prog.switches, [*prog.inject, arrival])).run()
             if result.finding is not None and result.finding.title not in ignored:
                 self.result = result
@@ -553,7 +560,6 @@ def main() -> None:
     spent = [0]
     next_stats = [start + STATS_SECONDS]
 
-
     def on_example(n: int) -> None:
         spent[0] = n
         now = time.monotonic()
@@ -561,16 +567,17 @@ def main() -> None:
             next_stats[0] = now + STATS_SECONDS
             emit("stats", execs=n, exec_per_second=round(n / (now - start), 1), corpus=corpus_size(job))
 
-    budget = (
-        job.runs
-        if job.runs is not None
-        else (10**12 if deadline is not None else HypothesisEngine.default_runs)
-    )
+    # Without --runs, a campaign with --time runs until its time is up.
+    runs = job.runs if job.runs is not None or deadline is not None else HypothesisEngine.default_runs
 
     def should_stop() -> bool:
         # Hypothesis does not count an example its preconditions or size limits threw out,
         # so left to itself it starts more than ``max_examples``: --runs is what was started.
-        return stop[0] or spent[0] >= budget or (deadline is not None and time.monotonic() >= deadline)
+        return (
+            stop[0]
+            or (runs is not None and spent[0] >= runs)
+            or (deadline is not None and time.monotonic() >= deadline)
+        )
 
     try:
         campaign(

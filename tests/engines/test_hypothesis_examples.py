@@ -11,7 +11,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from fuzzkit.domains import Int
 from fuzzkit.engines.campaign import trusted_calls
-from fuzzkit.engines.hypothesis_engine import REUSE_WIDER, FuzzkitFailure, state_machine
+from fuzzkit.engines.hypothesis_engine import REUSE_WIDER, EveryTitle, FuzzkitFailure, state_machine
 from fuzzkit.generate import creation_prefix
 from fuzzkit.machine.choices import Replay
 from fuzzkit.machine.core import Machine
@@ -19,13 +19,6 @@ from fuzzkit.plugins import load_registry
 from fuzzkit.program import OpCall, Program
 from fuzzkit.registry import Kernel
 from fuzzkit.runner import Session
-
-
-class EveryTitle(frozenset[str]):
-    """Known findings that take in every title: the examples are collected, not judged."""
-
-    def __contains__(self, title: object) -> bool:
-        return True
 
 
 @pytest.fixture(scope="module")
