@@ -16,6 +16,7 @@ over seeds that mostly missed is itself a miss.
 from __future__ import annotations
 
 import importlib
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -85,7 +86,10 @@ def trial(bug: Any, engine: str, seed: int, budget: int, folder: Path) -> Trial:
     )
     if result.plugin_failures or result.engine_failures:
         failure = (result.plugin_failures or [{"message": "; ".join(result.engine_failures)}])[0]
-        raise PluginError(f"seeded bug '{bug.name}' with {engine}: {failure.get('message')}")
+        raise PluginError(
+            f"seeded bug '{bug.name}' with {engine}, seed {seed}: {failure.get('message')} "
+            f"(the campaign's folder is kept: {folder})"
+        )
     if result.interrupted and not hits:
         # SIGINT or SIGTERM stopped the campaign, not its budget: no figure to report.
         raise KeyboardInterrupt
@@ -105,8 +109,16 @@ def run(
     for bug in bugs:
         for engine in engines:
             for seed in seeds:
-                with tempfile.TemporaryDirectory(prefix="fuzzkit-bench-bugs-") as tmp:
-                    t = trial(bug, engine, seed, budgets[engine], Path(tmp))
+                folder = Path(tempfile.mkdtemp(prefix="fuzzkit-bench-bugs-"))
+                keep = False
+                try:
+                    t = trial(bug, engine, seed, budgets[engine], folder)
+                except PluginError:
+                    keep = True  # the failing program and the worker's log are in it
+                    raise
+                finally:
+                    if not keep:
+                        shutil.rmtree(folder, ignore_errors=True)
                 out.append(t)
                 if progress is not None:
                     progress(t)

@@ -4,12 +4,16 @@ minutes and is never part of the test run."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from fuzzkit_seeded.library import ARENA_ONLY, SeededBug
 
 from fuzzkit import bench_bugs
 from fuzzkit.cli import main
 from fuzzkit.engines.campaign import Target
+from fuzzkit.errors import PluginError
 from fuzzkit.plugins import registry_from_flags
 from fuzzkit.runner import Session
 
@@ -50,3 +54,17 @@ def test_an_unknown_bug_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["bench", "--bugs", "--bug", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0] and "free-no-uncharge" in err[0]
+
+
+def test_a_plugin_failure_keeps_the_campaign_folder_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message points at the failing program and the worker's log: they must still be
+    there when the user reads it."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    broken = SeededBug(**{**vars(BUGS["free-no-uncharge"]), "plugins": (*ARENA_ONLY, "variants.broken_op")})
+    with pytest.raises(PluginError, match="broken_op") as failed:
+        bench_bugs.run([broken], ["hypothesis"], seeds=[1], budgets={"hypothesis": 30})
+    [folder] = tmp_path.glob("fuzzkit-bench-bugs-*")
+    assert f"kept: {folder}" in str(failed.value)
+    assert list((folder / "reports" / "plugin-failures").iterdir())
