@@ -5,6 +5,8 @@ account for cost nothing."""
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -94,3 +96,19 @@ def test_resuming_a_yield_from_bumps_no_counter(hits: Callable[[Callable[[], Any
     # outer is instrumented, inner is not: more steps through the same path cost nothing.
     assert hits(lambda: list(outer(3))) == hits(lambda: list(outer(30)))
     assert hits(lambda: list(outer(1))) != hits(lambda: list(outer(3)))
+
+
+def test_instrumented_code_counts_blocks_but_traces_no_comparison(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparisons of the model's code mean nothing to the codec's bytes (see
+    ``fuzzkit.engines.instrument``): they cost no call into atheris."""
+    atheris = pytest.importorskip("atheris")
+    probe = types.ModuleType("fuzzkit_cmp_probe")
+    exec("def pick(a, b):\n    if a < b:\n        return a\n    return b\n", vars(probe))
+    monkeypatch.setitem(sys.modules, probe.__name__, probe)
+    assert instrument(atheris, [probe.__name__]) == 1
+    branches: list[int] = []
+    compares: list[Any] = []
+    monkeypatch.setattr(atheris, "_trace_branch", branches.append)
+    monkeypatch.setattr(atheris, "_trace_cmp", lambda *args: compares.append(args) or args[0] < args[1])
+    assert probe.pick(1, 2) == 1 and probe.pick(3, 2) == 2
+    assert branches and not compares
