@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ from fuzzkit.text import printable
 #: Shipped with the package, so an installed fuzzkit finds them wherever it runs.
 EXAMPLES = Path(__file__).resolve().parent / "data" / "examples"
 BENCH_PROGRAMS = EXAMPLES.parent / "bench"
+#: What ``fuzz`` passes on to libFuzzer unasked: ``-name`` or ``-name=value``.
+LIBFUZZER_FLAG = re.compile(r"-[a-z_]+(=.*)?$")
 #: Campaign output is relative to the working directory: where the user runs fuzzkit.
 REPORTS = Path("reports")
 CORPORA = Path("corpora")
@@ -1013,10 +1016,15 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:
-        if args.command != "fuzz":
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.libfuzzer = [*args.libfuzzer, *extra]
+    # A libFuzzer flag is one dash and a name (-max_len=64); anything else fuzzkit does not
+    # know is a mistyped option of its own (--corpora), not a word for libFuzzer to take as a
+    # corpus folder.
+    passed = [*extra, *getattr(args, "libfuzzer", [])]
+    stray = [a for a in passed if args.command != "fuzz" or not LIBFUZZER_FLAG.match(a)]
+    if stray:
+        hint = "; libFuzzer flags look like -name=value" if args.command == "fuzz" else ""
+        parser.error(f"unrecognized arguments: {' '.join(stray)}{hint}")
+    args.libfuzzer = passed
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

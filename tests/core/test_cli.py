@@ -101,6 +101,20 @@ def test_unknown_plugin_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "no plugin named 'sparc'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["--corpora", "c"], ["--", "c"], ["--runs", "5", "bogus"]])
+def test_a_mistyped_fuzz_option_exits_2_and_reaches_no_engine(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Arguments fuzzkit does not know go to libFuzzer only when they are libFuzzer flags:
+    passed on, "c" would be a corpus folder and "--corpora" ignored."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["fuzz", "--reports", str(tmp_path / "r"), *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {' '.join(a for a in argv if a not in ('--', '--runs', '5'))}" in err
+    assert "-name=value" in err and not (tmp_path / "r").exists()
+
+
 def test_run_replays_every_bundled_example(capsys: pytest.CaptureFixture[str]) -> None:
     # Two examples show the merged revision's bugs: findings, so exit 1.
     assert main(["run"]) == 1

@@ -54,8 +54,11 @@ class Fuzzkit:
 
     def __init__(self, cwd: Path, *args: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(TESTS)}
+        # The folders go before a "--", after which everything is libFuzzer's.
+        cut = args.index("--") if "--" in args else len(args)
+        argv = [*args[:cut], "--reports", "reports", "--corpus", "corpora", *args[cut:]]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fuzzkit", *args, "--reports", "reports", "--corpus", "corpora"],
+            [sys.executable, "-m", "fuzzkit", *argv],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
