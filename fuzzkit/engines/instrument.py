@@ -12,10 +12,10 @@
 * **No comparison tracing.** atheris also turns every comparison into a call feeding
   libFuzzer's table of compared values, from which its CMP mutation copies operands into
   the input. An input here is op records and domain indexes, never the addresses, counts
-  and PTE values the model compares, so the copies decode to arbitrary records. The calls
-  cost 17% of the executions per second (1,740 to 2,085 on the bench workload), and without
-  them ``fuzzkit bench --bugs`` found every seeded bug as often or more often, with the
-  library median at 1,218 executions against 1,946 (:func:`_instrument_branches`).
+  and PTE values the model compares, so the copies decode to arbitrary records. Without
+  the calls, ``fuzzkit bench --bugs`` found every seeded bug in as many seeds or more
+  (library median 1,218 executions against 1,946), and the bench workload runs about 5%
+  more executions per second (:func:`_instrument_branches`).
 
 The adjustments reach into atheris 3.0's bytecode instrumentor; when its internals differ
 they are skipped, which costs speed and run-to-run determinism, not correctness.
