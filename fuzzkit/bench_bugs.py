@@ -25,7 +25,7 @@ from typing import Any
 
 from fuzzkit.engines.campaign import Target
 from fuzzkit.engines.supervisor import fuzz
-from fuzzkit.errors import PluginError
+from fuzzkit.errors import EngineFailure, PluginError
 from fuzzkit.plugins import registry_from_flags
 from fuzzkit.runner import Session
 
@@ -84,12 +84,13 @@ def trial(bug: Any, engine: str, seed: int, budget: int, folder: Path) -> Trial:
         triage=False,
         until=is_bug,
     )
-    if result.plugin_failures or result.engine_failures:
-        failure = (result.plugin_failures or [{"message": "; ".join(result.engine_failures)}])[0]
-        raise PluginError(
-            f"seeded bug '{bug.name}' with {engine}, seed {seed}: {failure.get('message')} "
-            f"(the campaign's folder is kept: {folder})"
-        )
+    where = f"seeded bug '{bug.name}' with {engine}, seed {seed}"
+    kept = f"(the campaign's folder is kept: {folder})"
+    if result.plugin_failures:
+        raise PluginError(f"{where}: {result.plugin_failures[0].get('message')} {kept}")
+    if result.engine_failures:
+        # The engine's own process died (a libFuzzer crash exit, a signal): no plugin to blame.
+        raise EngineFailure(f"{where}: {'; '.join(result.engine_failures)} {kept}")
     if result.interrupted and not hits:
         # SIGINT or SIGTERM stopped the campaign, not its budget: no figure to report.
         raise KeyboardInterrupt
@@ -113,7 +114,7 @@ def run(
                 keep = False
                 try:
                     t = trial(bug, engine, seed, budgets[engine], folder)
-                except PluginError:
+                except (PluginError, EngineFailure):
                     keep = True  # the failing program and the worker's log are in it
                     raise
                 finally:

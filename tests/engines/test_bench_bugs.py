@@ -13,7 +13,8 @@ from fuzzkit_seeded.library import ARENA_ONLY, SeededBug
 from fuzzkit import bench_bugs
 from fuzzkit.cli import main
 from fuzzkit.engines.campaign import Target
-from fuzzkit.errors import PluginError
+from fuzzkit.engines.supervisor import CampaignResult
+from fuzzkit.errors import EngineFailure, PluginError
 from fuzzkit.plugins import registry_from_flags
 from fuzzkit.runner import Session
 
@@ -68,3 +69,18 @@ def test_a_plugin_failure_keeps_the_campaign_folder_it_names(
     [folder] = tmp_path.glob("fuzzkit-bench-bugs-*")
     assert f"kept: {folder}" in str(failed.value)
     assert list((folder / "reports" / "plugin-failures").iterdir())
+
+
+def test_a_dead_engine_is_an_engine_failure_not_a_plugins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that died on its own (here, as libFuzzer does on a crash) blames no plugin."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    died = "x86-fixed-2cpu/w0: the atheris worker exited with code 77"
+    monkeypatch.setattr(
+        bench_bugs, "fuzz", lambda *a, **k: CampaignResult([], [], [], [died], interrupted=False)
+    )
+    with pytest.raises(EngineFailure, match="code 77") as failed:
+        bench_bugs.run([BUGS["free-no-uncharge"]], ["hypothesis"], seeds=[2])
+    assert "seed 2" in str(failed.value) and "kept: " in str(failed.value)
+    assert not isinstance(failed.value, PluginError)
