@@ -29,7 +29,7 @@ from typing import Any
 
 from fuzzkit.engines.campaign import Target, prepare_corpus
 from fuzzkit.engines.codec import Codec, write_dictionary
-from fuzzkit.engines.directed import reaching_ops, seed_programs
+from fuzzkit.engines.directed import pair_programs, reaching_ops, seed_programs
 from fuzzkit.engines.instrument import coverage_modules, instrument
 from fuzzkit.engines.worker import Emitter, Job, Recorder, worker_env
 from fuzzkit.errors import EXIT_FAILURE, ConfigError, MissingFeature, PluginFailure
@@ -111,7 +111,8 @@ class AtherisEngine:
         if fresh:
             # Variant-directed search: a new corpus starts from programs of the ops that
             # reach the replaced primitives, each in its own narrow swarm configuration.
-            for program in seed_programs(kernel, reaching_ops(kernel)):
+            reaching = reaching_ops(kernel)
+            for program in seed_programs(kernel, reaching) + pair_programs(kernel, reaching):
                 data = codec.encode(program)
                 (job.corpus / hashlib.sha1(data).hexdigest()).write_bytes(data)
         launcher = artifacts(job) / LAUNCHER

@@ -24,10 +24,10 @@ from typing import Any
 
 from fuzzkit.engines.campaign import focus, trusted_calls
 from fuzzkit.errors import PluginFailure
-from fuzzkit.generate import random_program
-from fuzzkit.machine.choices import RandomChoices
+from fuzzkit.generate import creation_prefix, random_program
+from fuzzkit.machine.choices import RandomChoices, Replay
 from fuzzkit.machine.core import Machine
-from fuzzkit.program import Program
+from fuzzkit.program import OpCall, Program
 from fuzzkit.registry import Kernel
 
 #: Probe programs and their length: enough for every op of the full table to run a few
@@ -36,6 +36,8 @@ PROBE_PROGRAMS = 200
 PROBE_OPS = 24
 #: Programs of the reaching ops that start an atheris corpus.
 SEED_PROGRAMS = 16
+#: Steps of a pair program (:func:`pair_programs`) whose CPUs take turns.
+PAIR_STEPS = 64
 
 
 def _probe(fn: Callable[..., Any], hits: set[str]) -> Callable[..., Any]:
@@ -97,4 +99,30 @@ def seed_programs(kernel: Kernel, ops: frozenset[str], *, count: int = SEED_PROG
     for _ in range(count):
         half = [op for op in kernel.ops if op not in ops and rng.random() < 0.5]
         out.append(random_program(focus(kernel, sorted(ops | set(half))), rng, rng.randrange(4, 17)))
+    return out
+
+
+def pair_programs(kernel: Kernel, ops: frozenset[str]) -> list[Program]:
+    """On two CPUs or more, for each of ``ops``: the creation prefix, then the op at its
+    default arguments on CPU 0 and on CPU 1, their steps interleaved one by one for
+    ``PAIR_STEPS``. A replaced primitive is as often a question about two CPUs inside it at
+    once as about one, and a switch at the right step of a run of a hundred is what random
+    bytes seldom name; both calls default to the same objects and offsets, so they meet."""
+    if kernel.cpus < 2 or not ops:
+        return []
+    prefix = creation_prefix(kernel)
+    setup = Program(arch=kernel.arch.name, revision=kernel.revision, cpus=kernel.cpus, ops=prefix)
+    try:
+        start = Machine(kernel, trusted_calls(setup, kernel), Replay()).run().steps
+    except PluginFailure:
+        return []  # the campaign names the plugin when it meets it
+    # The prefix runs on CPU 0, which keeps running by default and takes the pair's first
+    # step too; each step after goes to the other CPU (a switch to one that is done or
+    # asleep is ignored).
+    turns = [(start + 1 + k, k % 2) for k in range(1, PAIR_STEPS)]
+    out = []
+    for op in sorted(ops):
+        args = {name: dom.base() for name, dom in kernel.ops[op].args.items()}
+        pair = [OpCall(0, op, args), OpCall(1, op, dict(args))]
+        out.append(dataclasses.replace(setup, ops=[*prefix, *pair], switches=turns))
     return out
