@@ -6,7 +6,8 @@ cannot be expected to know which ones they are. At start-up, :func:`reaching_ops
 random programs on one CPU with a probe on each replaced primitive and names the ops that
 were executing when a probe fired. The engines then steer by it: the hypothesis engine makes
 those ops its swarm configuration in half its examples, the atheris engine starts its corpus
-with programs of those ops alone (whose swarm byte keeps the mutations among them).
+with programs of those ops alone (whose swarm byte keeps the mutations among them) and, on
+two CPUs, with each of them run on two CPUs by turns (:func:`pair_programs`).
 
 The probe runs before any fuzzing and on its own kernel object, so the hot path never sees
 it (DESIGN: the per-step path is plain calls compiled at start-up).
