@@ -110,7 +110,8 @@ class AtherisEngine:
         write_dictionary(codec, str(job.corpus / DICTIONARY))
         if fresh:
             # Variant-directed search: a new corpus starts from programs of the ops that
-            # reach the replaced primitives, each in its own narrow swarm configuration.
+            # reach the replaced primitives, each in its own narrow swarm configuration,
+            # and from each such op run on two CPUs by turns.
             reaching = reaching_ops(kernel)
             for program in seed_programs(kernel, reaching) + pair_programs(kernel, reaching):
                 data = codec.encode(program)
