@@ -126,7 +126,7 @@ def _check_free(m: Machine, cpu: Cpu, page: Page) -> None:
 
 
 def _check_map(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
-    page = m.page_of(new)
+    page = m.page_of(new) if new else None  # a clear maps nothing
     if page is None:
         return
     if page.freed:

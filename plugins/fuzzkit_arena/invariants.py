@@ -80,7 +80,7 @@ def i3_scratch_user_access(m: Machine, cpu: Cpu, vpage: int, page: Page, write: 
 
 
 def i4_scratch_placement(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
-    page = m.page_of(new)
+    page = m.page_of(new) if new else None  # a clear installs nothing
     if page is None or not page.shared:
         return
     owner = scratch_owner(m, page)
@@ -109,14 +109,15 @@ def i8_installer_overwrite(m: Machine, cpu: Cpu, vpage: int, old: int, new: int)
 
 def i8_track_orphans(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
     """Pages whose last kernel mapping went away, with the write that took it (the cause a
-    leak is titled after); freeing them takes them off the list."""
-    gone = m.page_of(old)
+    leak is titled after); freeing them takes them off the list. A PTE write installs
+    (``old`` is 0) or clears (``new`` is 0) nearly always: the zero side costs no lookup."""
+    gone = m.page_of(old) if old else None
     if gone is not None and not gone.shared and gone.kmaps == 0:
         orphans = m.state.get(ORPHANS)
         if orphans is None:
             orphans = m.state[ORPHANS] = {}
         orphans[gone] = m.pte_cause(vpage)
-    came = m.page_of(new)
+    came = m.page_of(new) if new else None
     if came is not None and (orphans := m.state.get(ORPHANS)) is not None:
         orphans.pop(came, None)
 
@@ -393,7 +394,8 @@ def i12_range_tree(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
 
 
 def i13_count_real(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
-    gone, came = m.page_of(old), m.page_of(new)
+    gone = m.page_of(old) if old else None  # see i8_track_orphans
+    came = m.page_of(new) if new else None
     if gone is not None and not gone.shared and (arena := page_arena(m, gone)) is not None:
         arena.real_ptes -= 1
     if came is not None and not came.shared and (arena := page_arena(m, came)) is not None:
