@@ -65,6 +65,14 @@ class Cause:
     op: str
     vpage: int
 
+    @classmethod
+    def of(cls, what: str, written: tuple[int, int, Call | None], vpage: int) -> Cause:
+        """The cause ``written``, a ``(step, cpu, call)`` record such as
+        :attr:`Machine.pte_written` keeps, names. A check that may need a cause later keeps
+        the record and makes the cause then: building one costs more than the write."""
+        step, cpu, call = written
+        return cls(what, step, cpu, call.index if call else -1, call.spec.id if call else "-", vpage)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "what": self.what,
@@ -441,8 +449,7 @@ class Machine:
         written = self.pte_written.get(vpage)
         if written is None:
             return None
-        step, cpu, call = written
-        return _cause("pte", step, cpu, call, vpage)
+        return Cause.of("pte", written, vpage)
 
     def tlb_cause(self, cpu: Cpu, vpage: int) -> Cause | None:
         """The walk that filled ``cpu``'s cached translation of ``vpage``, or None."""
@@ -450,7 +457,7 @@ class Machine:
         if filled is None or vpage not in cpu.tlb:
             return None
         step, call = filled
-        return _cause("tlb", step, cpu.id, call, vpage)
+        return Cause.of("tlb", (step, cpu.id, call), vpage)
 
     def touch(self, cpu: Cpu, page: Page, vpage: int, addr: int, write: bool, value: int, how: str) -> int:
         """Read or write one word of ``page``; returns the value read (or written)."""
@@ -650,6 +657,3 @@ class Machine:
             cause=v.cause,
         )
 
-
-def _cause(what: str, step: int, cpu: int, call: Call | None, vpage: int) -> Cause:
-    return Cause(what, step, cpu, call.index if call else -1, call.spec.id if call else "-", vpage)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
-from fuzzkit import PAGE_SHIFT, RETRY, Call, Cpu, Fault, Machine, Page, Violation
+from fuzzkit import PAGE_SHIFT, RETRY, Call, Cause, Cpu, Fault, Machine, Page, Violation
 from fuzzkit_arena.arena import Arena
 from fuzzkit_arena.range_tree import RangeTree
 
@@ -109,14 +109,16 @@ def i8_installer_overwrite(m: Machine, cpu: Cpu, vpage: int, old: int, new: int)
 
 def i8_track_orphans(m: Machine, cpu: Cpu, vpage: int, old: int, new: int) -> None:
     """Pages whose last kernel mapping went away, with the write that took it (the cause a
-    leak is titled after); freeing them takes them off the list. A PTE write installs
-    (``old`` is 0) or clears (``new`` is 0) nearly always: the zero side costs no lookup."""
+    leak is titled after, kept as the machine's record and made a :class:`Cause` only for
+    a leak: every free of a mapped page comes through here); freeing them takes them off
+    the list. A PTE write installs (``old`` is 0) or clears (``new`` is 0) nearly always:
+    the zero side costs no lookup."""
     gone = m.page_of(old) if old else None
     if gone is not None and not gone.shared and gone.kmaps == 0:
         orphans = m.state.get(ORPHANS)
         if orphans is None:
             orphans = m.state[ORPHANS] = {}
-        orphans[gone] = m.pte_cause(vpage)
+        orphans[gone] = (vpage, m.pte_written[vpage])
     came = m.page_of(new) if new else None
     if came is not None and (orphans := m.state.get(ORPHANS)) is not None:
         orphans.pop(came, None)
@@ -135,11 +137,12 @@ def i8_no_leak(m: Machine, cpu: Cpu, call: Call, result: Any) -> None:
         if not leaked.freed and not leaked.umaps:
             # Found after the fact, at some op's completion: the write that unmapped the
             # page without freeing it is the cause.
+            vpage, written = orphans[leaked]
             raise Violation(
                 "I8",
                 "page leaked: unmapped but never freed",
                 f"{leaked.owner} pfn {leaked.pfn:#x}",
-                orphans[leaked],
+                Cause.of("pte", written, vpage),
             )
 
 
