@@ -15,7 +15,7 @@
   and PTE values the model compares, so the copies decode to arbitrary records. Without
   the calls, ``fuzzkit bench --bugs`` found every seeded bug in as many seeds or more
   (library median 1,218 executions against 1,946), and the bench workload runs about 5%
-  more executions per second (:func:`_instrument_branches`).
+  more executions per second (:func:`instrument`).
 
 The adjustments reach into atheris 3.0's bytecode instrumentor; when its internals differ
 they are skipped, which costs speed and run-to-run determinism, not correctness.
@@ -67,6 +67,7 @@ def instrument(atheris: types.ModuleType, modules: Sequence[str]) -> int:
     """Instrument the functions of ``modules`` that decide something; returns how many."""
     _stable_counter_numbering()
     _counters_on_needed_blocks()
+    ib = _instrumentor()
     count = 0
     for name in modules:
         module = sys.modules.get(name)
@@ -79,19 +80,12 @@ def instrument(atheris: types.ModuleType, modules: Sequence[str]) -> int:
                 continue
             for fn in fns:
                 if decides(fn.__code__):
-                    _instrument_branches(atheris, fn)
+                    if ib is None:  # not the atheris we know: its own instrumentation
+                        atheris.instrument_func(fn)
+                    else:  # blocks only, no comparison tracing (see the module's docstring)
+                        fn.__code__ = ib.patch_code(fn.__code__, trace_dataflow=False)
                     count += 1
     return count
-
-
-def _instrument_branches(atheris: types.ModuleType, fn: types.FunctionType) -> None:
-    """Count ``fn``'s blocks, without atheris's comparison tracing (see the module's
-    docstring); atheris's own instrumentation when its internals are not the known ones."""
-    ib = _instrumentor()
-    if ib is None:
-        atheris.instrument_func(fn)
-    else:
-        fn.__code__ = ib.patch_code(fn.__code__, trace_dataflow=False, trace_control_flow=True)
 
 
 def _instrumentor() -> Any:

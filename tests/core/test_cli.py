@@ -101,9 +101,12 @@ def test_unknown_plugin_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "no plugin named 'sparc'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["--corpora", "c"], ["--", "c"], ["--runs", "5", "bogus"]])
+@pytest.mark.parametrize(
+    ("argv", "stray"),
+    [(["--corpora", "c"], "--corpora c"), (["--", "c"], "c"), (["--runs", "5", "bogus"], "bogus")],
+)
 def test_a_mistyped_fuzz_option_exits_2_and_reaches_no_engine(
-    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    argv: list[str], stray: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Arguments fuzzkit does not know go to libFuzzer only when they are libFuzzer flags:
     passed on, "c" would be a corpus folder and "--corpora" ignored."""
@@ -111,7 +114,7 @@ def test_a_mistyped_fuzz_option_exits_2_and_reaches_no_engine(
         main(["fuzz", "--reports", str(tmp_path / "r"), *argv])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert f"unrecognized arguments: {' '.join(a for a in argv if a not in ('--', '--runs', '5'))}" in err
+    assert f"unrecognized arguments: {stray};" in err
     assert "-name=value" in err and not (tmp_path / "r").exists()
 
 
